@@ -1,0 +1,209 @@
+"""The job configuration: one pydantic model, validated at the door.
+
+Sources, lowest priority first: the defaults below (the seed experiment's values), the YAML
+file given with ``--config``, then environment variables ``SD1JOB_<SECTION>__<FIELD>`` (for
+example ``SD1JOB_TRAIN__EPOCHS=5``; list fields take JSON, ``SD1JOB_DATASET__CONTEXTS=[44,88]``).
+Unknown keys are rejected everywhere. S3 endpoint, region and credentials are never part of the
+config: they come from the standard AWS environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sd1job.errors import UserError
+
+ENV_PREFIX = "SD1JOB_"
+SEED_RIFFS = ["battery", "electricEye", "holywar", "ohwell", "sanitarium", "shadowlove"]
+SEED_CONTEXTS = [44, 88, 132, 176, 220, 264, 308, 352, 396, 440]
+
+
+class ConfigError(UserError, ValueError):
+    """The configuration is unreadable or invalid; the message is one line naming the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainRecording(_Section):
+    """Store keys of the dry (pedal input) and wet (pedal output) training recording."""
+
+    dry: str = "recordings/train/Dry/d_train.wav"
+    wet: str = "recordings/train/Wet/w_train.wav"
+
+
+class RecordingsConfig(_Section):
+    """Where the recordings live in the store and how to check them."""
+
+    train: TrainRecording = Field(default_factory=TrainRecording)
+    test_dir: str = Field("recordings/test", description="holds Dry/d_<riff>.wav and Wet/w_<riff>.wav")
+    riffs: list[str] = Field(default_factory=lambda: list(SEED_RIFFS), min_length=1)
+    sample_rate: int = Field(44100, gt=0, description="expected rate; recordings are never resampled")
+    latency_search: int = Field(
+        1024, ge=0, description="dry/wet lag searched over [expected - search, expected + search] samples"
+    )
+    latency_expected: int = Field(0, description="centre of the lag search, in samples (wet behind dry > 0)")
+    compensate_latency: bool = Field(
+        False, description="shift the wet signal by the detected lag and trim both to their overlap"
+    )
+
+    @field_validator("riffs")
+    @classmethod
+    def _riff_names_are_plain(cls, riffs: list[str]) -> list[str]:
+        for riff in riffs:
+            if not riff or "/" in riff or riff in {".", ".."}:
+                raise ValueError(f"riff name {riff!r} must be a plain file stem")
+        if len(set(riffs)) != len(riffs):
+            raise ValueError("riff names must be unique")
+        return riffs
+
+
+class DatasetConfig(_Section):
+    """How the windowed datasets are drawn from the training recording."""
+
+    contexts: list[int] = Field(default_factory=lambda: list(SEED_CONTEXTS), min_length=1)
+    pairs: int = Field(100_000, gt=1, description="windows drawn per context, train plus validation")
+    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    split: Literal["random", "blocked"] = Field(
+        "random", description="random: the seed's (overlapping windows leak); blocked: disjoint stretches"
+    )
+    seed: int = 25
+
+    @field_validator("contexts")
+    @classmethod
+    def _contexts_positive_unique(cls, contexts: list[int]) -> list[int]:
+        for n in contexts:
+            if n <= 0:
+                raise ValueError(f"context {n} must be a positive number of samples")
+        if len(set(contexts)) != len(contexts):
+            raise ValueError("contexts must be unique")
+        return sorted(contexts)
+
+
+class TrainConfig(_Section):
+    """The seed's model and optimiser settings."""
+
+    lstm_units: int = Field(64, gt=0)
+    learning_rate: float = Field(0.001, gt=0.0)
+    batch_size: int = Field(64, gt=0)
+    epochs: int = Field(100, gt=0)
+    patience: int = Field(15, gt=0)
+    seed: int = 25
+    jit_compile: bool = Field(True, description="XLA on CPU: about 2x faster at large contexts")
+    threads: int = Field(
+        0, ge=0, description="TensorFlow intra/inter-op threads; 0 = 1/1 on CPU (fastest measured), TF default on GPU"
+    )
+
+
+class EvalConfig(_Section):
+    """Evaluation settings."""
+
+    batch_size: int = Field(4096, gt=0, description="windows predicted at once (bounds memory)")
+    waveform_riff: str | None = Field(None, description="riff for the waveform plots; default: the last riff")
+    pre_emphasis: float = Field(0.85, ge=0.0, lt=1.0, description="coefficient a of 1 - a z^-1 for esr_pre")
+
+
+class MetricsConfig(_Section):
+    """Prometheus: a Pushgateway URL to push to, and a port to serve /metrics on (0 = off)."""
+
+    pushgateway: str | None = None
+    port: int = Field(0, ge=0, le=65535)
+
+
+class Config(BaseSettings):
+    """The whole job configuration (see the README's configuration reference)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        validate_assignment=True,
+    )
+
+    store: str = Field("./runs-store", description="a local directory, or s3://bucket/prefix")
+    run_id: str = Field("context-experiments", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme_known(cls, store: str) -> str:
+        if "://" in store and not store.startswith(("s3://", "file://")):
+            scheme = store.split("://", 1)[0]
+            raise ValueError(f"unknown store scheme {scheme!r}: use a local directory or s3://bucket/prefix")
+        if store.startswith("s3://") and not store[len("s3://") :].split("/", 1)[0]:
+            raise ValueError("s3 store needs a bucket: s3://bucket/prefix")
+        return store
+
+    @model_validator(mode="after")
+    def _waveform_riff_known(self) -> Config:
+        riff = self.eval.waveform_riff
+        if riff is not None and riff not in self.recordings.riffs:
+            raise ValueError(f"eval.waveform_riff {riff!r} is not one of recordings.riffs")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (passed as init kwargs), which beats the defaults.
+        return (env_settings, init_settings)
+
+    def to_yaml(self) -> str:
+        """The effective configuration as YAML (what a run records next to its results)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts.append(f"{field}: {message}")
+    return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def config_from_mapping(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a mapping (as read from YAML) plus the environment overrides into a Config."""
+    try:
+        return Config(**data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a YAML config file (None: defaults plus environment only)."""
+    if path is None:
+        return config_from_mapping({}, source="defaults")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config: {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping, got {type(data).__name__}")
+    return config_from_mapping(data, source=str(path))

@@ -1,0 +1,125 @@
+"""Window positions, splits and the window loader (pure numpy; no TensorFlow here).
+
+A dataset is stored as the training audio once plus, per context size n, the positions of the
+windows: position ``t`` stands for the window ``dry[t-n+1 .. t]`` (n samples, oldest first) and
+its target ``wet[t]``, the wet sample under the window's LAST dry sample (causal, no look-ahead;
+evaluation uses the same alignment). Valid positions are ``n-1 .. len-1``.
+
+Splits:
+- ``random`` (the seed's): ``pairs`` positions drawn without replacement from every valid one,
+  the first ``1 - val_fraction`` of the draw for training, the rest for validation. Overlapping
+  windows land in both, so validation loss is optimistic.
+- ``blocked``: the recording is cut at ``round(len * (1 - val_fraction))``; training windows lie
+  wholly before the cut, validation windows wholly after it, so no sample is shared.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from sd1job.errors import UserError
+
+POSITION_DTYPE = np.int64
+
+
+class DatasetError(UserError, ValueError):
+    """The dataset cannot be built as configured (too few windows, recording too short)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Window end positions for training and validation."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def split_counts(pairs: int, val_fraction: float) -> tuple[int, int]:
+    """Training and validation counts for ``pairs`` windows (both at least 1)."""
+    val = max(1, round(pairs * val_fraction))
+    train = pairs - val
+    if train < 1:
+        raise DatasetError(f"dataset.pairs={pairs} leaves no training windows at val_fraction={val_fraction}")
+    return train, val
+
+
+def context_rng(seed: int, context: int) -> np.random.Generator:
+    """The random generator for one context: independent per context, fixed by the seed."""
+    return np.random.default_rng([seed, context])
+
+
+def _draw(rng: np.random.Generator, low: int, high: int, count: int, what: str) -> np.ndarray:
+    available = high - low
+    if count > available:
+        raise DatasetError(f"{what}: {count} windows requested but only {available} are available")
+    return (rng.choice(available, size=count, replace=False) + low).astype(POSITION_DTYPE)
+
+
+def random_split(length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
+    """The seed's split: one draw without replacement over all valid positions, cut in two."""
+    check_context(length, context)
+    train_count, val_count = split_counts(pairs, val_fraction)
+    drawn = _draw(context_rng(seed, context), context - 1, length, pairs, f"context {context}, dataset.pairs")
+    return Split(train=drawn[:train_count], val=drawn[train_count:])
+
+
+def blocked_split(length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
+    """Training from before the cut, validation from after it: no window crosses the cut."""
+    check_context(length, context)
+    train_count, val_count = split_counts(pairs, val_fraction)
+    cut = round(length * (1.0 - val_fraction))
+    rng = context_rng(seed, context)
+    # training windows end at t <= cut-1 and start at t-n+1 >= 0; validation windows start at >= cut
+    train = _draw(rng, context - 1, cut, train_count, f"context {context}, blocked training stretch")
+    val = _draw(rng, cut + context - 1, length, val_count, f"context {context}, blocked validation stretch")
+    return Split(train=train, val=val)
+
+
+SPLITTERS = {"random": random_split, "blocked": blocked_split}
+
+
+def make_split(kind: str, length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
+    """Dispatch to the configured split."""
+    return SPLITTERS[kind](length, context, pairs, val_fraction, seed)
+
+
+def check_context(length: int, context: int) -> None:
+    """Raise DatasetError unless a window of ``context`` samples fits in ``length`` samples."""
+    if context <= 0:
+        raise DatasetError(f"context {context} must be a positive number of samples")
+    if context > length:
+        raise DatasetError(f"context {context} is longer than the recording ({length} samples)")
+
+
+def gather_windows(signal: np.ndarray, positions: np.ndarray, context: int) -> np.ndarray:
+    """Materialise windows: row i is ``signal[positions[i]-context+1 .. positions[i]]``.
+
+    Positions below ``context - 1`` read zeros for the samples before the start (the padding
+    evaluation uses for the first outputs of a riff).
+    """
+    positions = np.asarray(positions, dtype=POSITION_DTYPE)
+    offsets = np.arange(-context + 1, 1, dtype=POSITION_DTYPE)
+    index = positions[:, None] + offsets[None, :]
+    if positions.size and int(positions.min()) >= context - 1:
+        return signal[index]
+    padded = np.concatenate([np.zeros(context - 1, dtype=signal.dtype), signal])
+    return padded[index + context - 1]
+
+
+def encode_arrays(**arrays: np.ndarray) -> bytes:
+    """Serialise named arrays to ``.npz`` bytes (uncompressed; byte-identical for equal input)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def decode_arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
+    """Read ``.npz`` bytes back into a dict of arrays; DatasetError naming the source if corrupt."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError) as error:
+        raise DatasetError(f"{source}: not a readable dataset archive ({error})") from None
