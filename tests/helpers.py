@@ -1,0 +1,65 @@
+"""Small synthetic recordings for tests that need dry/wet audio but not the demo synthesiser."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sd1job.audio import encode_wav
+from sd1job.config import Config, config_from_mapping
+from sd1job.layout import riff_dry_key, riff_wet_key
+from sd1job.store import Store
+
+
+def toy_pedal(dry: np.ndarray) -> np.ndarray:
+    """A soft asymmetric clipper with a little memory: something an LSTM can learn quickly."""
+    smoothed = np.convolve(dry, [0.6, 0.3, 0.1])[: len(dry)]
+    return (0.5 * np.tanh(4.0 * smoothed + 0.2) - 0.5 * np.tanh(0.2)).astype(np.float32)
+
+
+def toy_dry(seconds: float, rate: int, seed: int) -> np.ndarray:
+    """Decaying plucked-like tones plus a little noise, peak well under full scale."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    signal = np.zeros_like(t)
+    note_length = 0.25
+    for start in np.arange(0, seconds, note_length):
+        freq = rng.choice([82.4, 110.0, 146.8, 196.0, 246.9, 329.6]) * rng.choice([1, 2])
+        mask = t >= start
+        local = t[mask] - start
+        signal[mask] += rng.uniform(0.05, 0.4) * np.exp(-local * 6) * np.sin(2 * np.pi * freq * local)
+    signal += 0.001 * rng.standard_normal(len(t))
+    return (0.9 * signal / max(1.0, np.max(np.abs(signal)))).astype(np.float32)
+
+
+def write_pair(store: Store, dry_key: str, wet_key: str, dry: np.ndarray, wet: np.ndarray, rate: int) -> None:
+    """Write a dry/wet pair as 24-bit WAV."""
+    store.write_bytes(dry_key, encode_wav(dry, rate))
+    store.write_bytes(wet_key, encode_wav(wet, rate))
+
+
+def write_toy_recordings(store: Store, config: Config, seconds: float = 3.0, riff_seconds: float = 0.5) -> None:
+    """A training pair and every configured riff, made by the toy pedal."""
+    rate = config.recordings.sample_rate
+    dry = toy_dry(seconds, rate, seed=1)
+    write_pair(store, config.recordings.train.dry, config.recordings.train.wet, dry, toy_pedal(dry), rate)
+    for index, riff in enumerate(config.recordings.riffs):
+        riff_dry = toy_dry(riff_seconds, rate, seed=100 + index)
+        write_pair(store, riff_dry_key(config, riff), riff_wet_key(config, riff), riff_dry, toy_pedal(riff_dry), rate)
+
+
+def small_config(store: str, **overrides: object) -> Config:
+    """A config for quick tests: two contexts, few pairs, two riffs."""
+    data: dict = {
+        "store": store,
+        "run_id": "test-run",
+        "recordings": {"riffs": ["battery", "ohwell"], "sample_rate": 8000},
+        "dataset": {"contexts": [8, 16], "pairs": 2000},
+        "train": {"epochs": 3, "patience": 2, "batch_size": 64, "lstm_units": 8},
+    }
+    for dotted, value in overrides.items():
+        section, _, field = dotted.partition("__")
+        if field:
+            data.setdefault(section, {})[field] = value
+        else:
+            data[section] = value
+    return config_from_mapping(data)

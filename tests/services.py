@@ -1,0 +1,229 @@
+"""Real services on loopback for the tests: SeaweedFS (S3), Prometheus Pushgateway, Prometheus.
+
+Each ``start_*`` function launches the real binary on a free 127.0.0.1 port, waits until it
+answers, and returns a handle whose ``stop()`` ends it. The S3 server enforces credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEST_ACCESS_KEY = "sd1jobtestkey"
+TEST_SECRET_KEY = "sd1job-test-secret-0f3c9a"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str) -> str:
+    """A binary from the venv (pip-shipped servers) or PATH; a clear error if absent."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed: run `make test` (it installs the test services)")
+    return found
+
+
+def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers any HTTP status (or raise with the process's output)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited early with status {process.returncode} while waiting for {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {url}")
+
+
+@dataclass
+class Service:
+    """A running server process."""
+
+    process: subprocess.Popen
+    url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL)."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _launch(command: list[str], workdir: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "server.log"
+    process = subprocess.Popen(
+        command,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    return process, log
+
+
+@dataclass
+class S3Server(Service):
+    """A SeaweedFS S3 endpoint with credentials enforced."""
+
+    port: int = 0
+    data_dir: Path | None = None
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """Environment a client (or a job subprocess) needs to reach this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY,
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data directory (after ``stop``)."""
+        fresh = start_s3(self.workdir, port=self.port)
+        self.process, self.log = fresh.process, fresh.log
+
+
+def start_s3(workdir: Path, port: int | None = None) -> S3Server:
+    """Start ``weed mini`` on loopback with the test credentials enforced."""
+    port = port or free_port()
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # weed mini also opens master/volume/filer ports; give each a free one.
+    command = [
+        find_binary("weed"),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={port}",
+        f"-master.port={free_port()}",
+        f"-volume.port={free_port()}",
+        f"-filer.port={free_port()}",
+        "-webdav=false",
+        "-admin.ui=false",
+    ]
+    env = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+    process, log = _launch(command, workdir, env)
+    url = f"http://127.0.0.1:{port}"
+    server = S3Server(process=process, url=url, workdir=workdir, log=log, port=port, data_dir=data_dir)
+    try:
+        _wait_s3_ready(server)
+    except Exception:
+        server.stop()
+        raise RuntimeError(f"SeaweedFS did not start: {log.read_text(errors='replace')[-2000:]}") from None
+    return server
+
+
+def _wait_s3_ready(server: S3Server, timeout: float = 30.0) -> None:
+    import boto3
+
+    wait_http(server.url, timeout=timeout, process=server.process)
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        aws_access_key_id=TEST_ACCESS_KEY,
+        aws_secret_access_key=TEST_SECRET_KEY,
+        region_name="us-east-1",
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.list_buckets()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_pushgateway(workdir: Path) -> Service:
+    """Start a real Prometheus Pushgateway on loopback."""
+    port = free_port()
+    command = [find_binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"]
+    process, log = _launch(command, workdir)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/-/ready", process=process)
+    return Service(process=process, url=url, workdir=workdir, log=log)
+
+
+def start_prometheus(workdir: Path, scrape_targets: list[str], interval: str = "1s") -> Service:
+    """Start a real Prometheus scraping ``host:port`` targets (honor_labels, like for a Pushgateway)."""
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": interval, "evaluation_interval": interval},
+                "scrape_configs": [
+                    {"job_name": "pushgateway", "honor_labels": True, "static_configs": [{"targets": scrape_targets}]}
+                ],
+            }
+        )
+    )
+    command = [
+        find_binary("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    process, log = _launch(command, workdir)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/-/ready", process=process)
+    return Service(process=process, url=url, workdir=workdir, log=log)
+
+
+def prometheus_query(url: str, query: str) -> list[dict]:
+    """Run an instant PromQL query; return the result vector."""
+    request = urllib.request.Request(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+    with urllib.request.urlopen(request, timeout=5) as response:
+        payload = json.loads(response.read())
+    if payload.get("status") != "success":
+        raise RuntimeError(f"query failed: {payload}")
+    return payload["data"]["result"]
+
+
+def wait_for_query(url: str, query: str, timeout: float = 20.0) -> list[dict]:
+    """Poll a PromQL query until it returns data (the first scrape after a push)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = prometheus_query(url, query)
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
