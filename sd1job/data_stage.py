@@ -90,7 +90,11 @@ def check_pair(dry: Recording, wet: Recording, config: Config) -> tuple[np.ndarr
     """
     settings = config.recordings
     lag, confidence = audio.estimate_latency(
-        dry.samples, wet.samples, search=settings.latency_search, expected=settings.latency_expected
+        dry.samples,
+        wet.samples,
+        search=settings.latency_search,
+        expected=settings.latency_expected,
+        sample_rate=dry.sample_rate,
     )
     warnings = audio.level_warnings(dry) + audio.level_warnings(wet)
     if settings.compensate_latency:

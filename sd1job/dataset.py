@@ -16,6 +16,7 @@ Splits:
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +62,7 @@ def _draw(rng: np.random.Generator, low: int, high: int, count: int, what: str) 
 def random_split(length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
     """The seed's split: one draw without replacement over all valid positions, cut in two."""
     check_context(length, context)
-    train_count, val_count = split_counts(pairs, val_fraction)
+    train_count, _ = split_counts(pairs, val_fraction)
     drawn = _draw(context_rng(seed, context), context - 1, length, pairs, f"context {context}, dataset.pairs")
     return Split(train=drawn[:train_count], val=drawn[train_count:])
 
@@ -121,5 +122,5 @@ def decode_arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise DatasetError(f"{source}: not a readable dataset archive ({error})") from None
