@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 
-.PHONY: install lock test lint bench local-run clean help
+.PHONY: install lock system-deps test lint bench local-run clean help
 
 help:
 	@echo "make install    create .venv from requirements.lock (a no-op when up to date)"
@@ -35,12 +35,21 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check sd1job tests bench
 	$(VENV)/bin/ruff format --check sd1job tests bench
 
-test: $(STAMP)
+SYSTEM_STAMP := $(VENV)/.system-deps
+
+# Prometheus, Pushgateway and Chromium for the tests (Debian packages; apt-get as root or sudo).
+$(SYSTEM_STAMP): scripts/install-system-deps.sh | $(STAMP)
+	bash scripts/install-system-deps.sh
+	touch $(SYSTEM_STAMP)
+
+system-deps: $(SYSTEM_STAMP)
+
+test: $(STAMP) $(SYSTEM_STAMP)
 	$(VENV)/bin/ruff check sd1job tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,215 @@
+"""Fast sliding-window inference from a trained model's weights.
+
+Output sample ``t`` is the model's prediction from the window ``dry[t-n+1 .. t]`` (oldest first),
+the first ``n-1`` samples padded with zeros, so the output has the input's length and lines up
+with the wet recording (the alignment the dataset trains on).
+
+The model (LSTM(u) from zero state over the n window samples, last step -> Dense(1)) is run
+directly from its weights: a block of B consecutive outputs is B windows that share all but
+their ends, so step k of window b reads the padded sample ``b + k``. The input projection
+``x * W + bias`` (one input feature: an outer product) is computed once per padded sample of the
+block, step k slices it, and one XLA-compiled loop does the n recurrent steps for the B windows
+as (B x u) @ (u x 4u) products. The sigmoid gates use ``sigmoid(z) = 0.5 + 0.5 tanh(z / 2)``
+with the 1/2 folded into their weights (exact in binary floating point), so one tanh serves all
+four gates. Blocks are streamed: working memory is O(B * (n + u)) for a riff of any length.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from sd1job import model as _model  # noqa: F401  (registers esr_loss for load_model)
+from sd1job.errors import UserError
+
+DEFAULT_BLOCK = 4096
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file is unreadable or is not the model the context needs; the message names the file."""
+
+
+@dataclass(frozen=True)
+class LstmWeights:
+    """The weights of the LSTM -> Dense model, in Keras' gate order (input, forget, cell, output)."""
+
+    context: int
+    kernel: np.ndarray  # (4u,): the input weights of the one input feature
+    recurrent: np.ndarray  # (u, 4u)
+    bias: np.ndarray  # (4u,)
+    dense_kernel: np.ndarray  # (u,)
+    dense_bias: float
+
+    @property
+    def units(self) -> int:
+        return int(self.recurrent.shape[0])
+
+
+def load_model_bytes(data: bytes, source: str) -> Any:
+    """Load a ``.keras`` file's bytes (read from the store) into a Keras model; ModelFileError if unreadable."""
+    import keras
+
+    if not data:
+        raise ModelFileError(f"{source}: model file is empty (0 bytes)")
+    handle, path = tempfile.mkstemp(suffix=".keras")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, KeyError...
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ModelFileError(f"{source}: not a readable Keras model file ({detail})") from None
+    finally:
+        os.unlink(path)
+
+
+def weights_from_model(model: Any, context: int, source: str) -> LstmWeights:
+    """Check the model is the seed's LSTM -> Dense for ``context`` samples and take its weights."""
+    import keras
+
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape is None or len(shape) != 3 or shape[1:] != (context, 1):
+        raise ModelFileError(f"{source}: model input shape is {model.input_shape}, expected (None, {context}, 1)")
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    if len(lstms) != 1 or len(denses) != 1:
+        raise ModelFileError(f"{source}: expected one LSTM and one Dense layer, found {len(lstms)} and {len(denses)}")
+    lstm, dense = lstms[0], denses[0]
+    config = lstm.get_config()
+    if (
+        config.get("activation") != "tanh"
+        or config.get("recurrent_activation") != "sigmoid"
+        or not config.get("use_bias", True)
+        or config.get("return_sequences")
+        or config.get("go_backwards")
+        or dense.get_config().get("activation") != "linear"
+    ):
+        raise ModelFileError(f"{source}: the LSTM/Dense settings differ from the model sd1job builds")
+    kernel, recurrent, bias = (np.asarray(w, dtype=np.float32) for w in lstm.get_weights())
+    dense_kernel, dense_bias = (np.asarray(w, dtype=np.float32) for w in dense.get_weights())
+    units = recurrent.shape[0]
+    if kernel.shape != (1, 4 * units) or recurrent.shape != (units, 4 * units) or dense_kernel.shape != (units, 1):
+        raise ModelFileError(f"{source}: unexpected weight shapes {kernel.shape}, {recurrent.shape}")
+    return LstmWeights(context, kernel[0], recurrent, bias, dense_kernel[:, 0], float(dense_bias[0]))
+
+
+def load_weights(data: bytes, source: str, context: int) -> LstmWeights:
+    """The checked weights of a ``.keras`` file's bytes for ``context`` samples."""
+    return weights_from_model(load_model_bytes(data, source), context, source)
+
+
+def _gate_scale(units: int) -> np.ndarray:
+    """1/2 on the sigmoid gates (input, forget, output), 1 on the cell candidate."""
+    scale = np.full(4 * units, 0.5, dtype=np.float32)
+    scale[2 * units : 3 * units] = 1.0
+    return scale
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _lstm_block(
+    padded: tf.Tensor, kernel: tf.Tensor, recurrent: tf.Tensor, bias: tf.Tensor, dense: tf.Tensor, dense_bias: tf.Tensor
+) -> tf.Tensor:
+    """Outputs for the ``len(padded) - n + 1`` windows of one padded block (gate weights pre-scaled)."""
+    units = tf.shape(recurrent)[0]
+    context = tf.shape(padded)[0] - tf.shape(dense)[0] * 0  # placeholder for static shapes below
+    del context
+    raise NotImplementedError  # replaced by _make_block (static shapes); kept out of the public API
+
+
+def _make_block(block: int, context: int, units: int) -> Any:
+    """An XLA-compiled function: padded block (block + context - 1,) -> block outputs."""
+
+    @tf.function(jit_compile=True)
+    def run(padded: tf.Tensor, kernel: tf.Tensor, recurrent: tf.Tensor, bias: tf.Tensor, dense: tf.Tensor) -> tf.Tensor:
+        projected = padded[:, None] * kernel[None, :] + bias[None, :]  # (block + context - 1, 4u)
+
+        def step(k: tf.Tensor, h: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            z = tf.tanh(tf.matmul(h, recurrent) + tf.slice(projected, [k, 0], [block, 4 * units]))
+            input_gate = 0.5 + 0.5 * z[:, :units]
+            forget_gate = 0.5 + 0.5 * z[:, units : 2 * units]
+            output_gate = 0.5 + 0.5 * z[:, 3 * units :]
+            c = forget_gate * c + input_gate * z[:, 2 * units : 3 * units]
+            return k + 1, output_gate * tf.tanh(c), c
+
+        zeros = tf.zeros((block, units), tf.float32)
+        _, h, _ = tf.while_loop(lambda k, h, c: k < context, step, (tf.constant(0), zeros, zeros))
+        return tf.linalg.matvec(h, dense)
+
+    return run
+
+
+class SlidingWindowPredictor:
+    """Predict whole signals, block by block, from one model's weights."""
+
+    def __init__(self, weights: LstmWeights, block: int = DEFAULT_BLOCK) -> None:
+        if block <= 0:
+            raise ValueError("block must be positive")
+        self.weights = weights
+        self.block = block
+        scale = _gate_scale(weights.units)
+        self._kernel = tf.constant(weights.kernel * scale)
+        self._recurrent = tf.constant(weights.recurrent * scale[None, :])
+        self._bias = tf.constant(weights.bias * scale)
+        self._dense = tf.constant(weights.dense_kernel)
+        self._run = _make_block(block, weights.context, weights.units)
+
+    def warm_up(self) -> None:
+        """Compile the block function now (a few seconds with XLA), so timings exclude it."""
+        self._block_outputs(np.zeros(self.block + self.weights.context - 1, np.float32))
+
+    def _block_outputs(self, padded: np.ndarray) -> np.ndarray:
+        out = self._run(tf.constant(padded), self._kernel, self._recurrent, self._bias, self._dense)
+        return out.numpy() + np.float32(self.weights.dense_bias)
+
+    def iter_blocks(self, dry: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield the output in consecutive blocks of at most ``block`` samples."""
+        signal = np.asarray(dry, dtype=np.float32).ravel()
+        n, block = self.weights.context, self.block
+        for start in range(0, len(signal), block):
+            stop = min(start + block, len(signal))
+            # padded[i] is dry[start - (n - 1) + i]: zeros before the signal and after its end
+            padded = np.zeros(block + n - 1, np.float32)
+            lo = start - (n - 1)
+            src = signal[max(lo, 0) : stop]
+            padded[max(lo, 0) - lo : max(lo, 0) - lo + len(src)] = src
+            yield self._block_outputs(padded)[: stop - start]
+
+    def predict(self, dry: np.ndarray) -> np.ndarray:
+        """The model's output for every sample of ``dry``: same length, aligned with the wet signal."""
+        signal = np.asarray(dry).ravel()
+        out = np.empty(len(signal), np.float32)
+        position = 0
+        for chunk in self.iter_blocks(signal):
+            out[position : position + len(chunk)] = chunk
+            position += len(chunk)
+        return out
+
+
+def padded_windows(dry: np.ndarray, context: int) -> np.ndarray:
+    """Every window ``dry[t-n+1 .. t]`` with zero padding, as a read-only (len, n) view (no copy of the windows)."""
+    signal = np.asarray(dry, dtype=np.float32).ravel()
+    padded = np.concatenate([np.zeros(context - 1, np.float32), signal])
+    return np.lib.stride_tricks.sliding_window_view(padded, context)
+
+
+def keras_predict(model: Any, dry: np.ndarray, context: int, batch_size: int = DEFAULT_BLOCK) -> np.ndarray:
+    """The reference: Keras ``model.predict`` on every padded window, in slices of ``batch_size`` windows."""
+    windows = padded_windows(dry, context)
+    out = np.empty(len(windows), np.float32)
+    for start in range(0, len(windows), batch_size):
+        batch = np.ascontiguousarray(windows[start : start + batch_size])[..., None]
+        out[start : start + len(batch)] = model.predict_on_batch(batch)[:, 0]
+    return out
+
+
+def configure_threads(threads: int) -> None:
+    """Set TensorFlow's intra/inter-op threads (0: leave TF's defaults). Call before any TF work."""
+    if threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)

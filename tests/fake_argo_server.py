@@ -1,0 +1,397 @@
+"""A minimal, honest stand-in for the Argo Server's HTTP API, for the tests of sd1job.submit.
+
+No Argo Server runs on these machines, so this answers exactly the four endpoints the client
+uses, with bodies shaped like the real API's:
+
+- ``GET  /api/v1/info``                                  (InfoResponse: managedNamespace)
+- ``GET  /api/v1/workflow-templates/{namespace}/{name}`` (WorkflowTemplate)
+- ``POST /api/v1/workflows/{namespace}``                 (WorkflowCreateRequest -> Workflow)
+- ``GET  /api/v1/workflows/{namespace}/{name}``          (Workflow with status.nodes)
+
+Every request is checked: method and path, the ``Authorization: Bearer <token>`` header, the
+Accept and Content-Type headers, and a POST body against the argo-workflows SDK's models (no
+field the model does not know, every known field of the right type). Anything unexpected is
+recorded in ``errors`` (tests assert it stays empty) and answered with an error. Every response
+body this server sends is checked against the SDK's models the same way before it goes out.
+
+Errors are shaped like the real server's (grpc-gateway JSON: ``{"code": 5, "message": ...}``):
+404 for a missing template, workflow or namespace (k8s says ``namespaces "x" not found`` only on
+create; a GET in a missing namespace is a plain "not found"), 401 for a missing or wrong token,
+403 when ``forbidden`` is set or for namespaces outside a namespaced server's own.
+
+A created workflow moves through Pending -> Running -> Succeeded (or Failed, when a train context
+is told to fail) by one step per GET: data, then one pod per context ``train(i:context)``, then
+eval. Like the real server, nodes still running carry ``"finishedAt": null``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from argo_workflows.configuration import Configuration
+from argo_workflows.exceptions import OpenApiException
+from argo_workflows.model.io_argoproj_workflow_v1alpha1_info_response import IoArgoprojWorkflowV1alpha1InfoResponse
+from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow import IoArgoprojWorkflowV1alpha1Workflow
+from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_create_request import (
+    IoArgoprojWorkflowV1alpha1WorkflowCreateRequest,
+)
+from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template import (
+    IoArgoprojWorkflowV1alpha1WorkflowTemplate,
+)
+from argo_workflows.model_utils import validate_and_convert_types
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+STEP = timedelta(seconds=60)
+NAME_RE = r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+GRPC_INVALID_ARGUMENT, GRPC_NOT_FOUND, GRPC_PERMISSION_DENIED, GRPC_UNAUTHENTICATED = 3, 5, 7, 16
+
+
+def rfc3339(moment: datetime) -> str:
+    """The API's timestamp format (Go's metav1.Time): 2024-05-01T12:00:00Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _drop_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(item) for item in value]
+    return value
+
+
+def unknown_fields(data: Any, types: tuple, path: str = "") -> list[str]:
+    """Paths of keys in ``data`` that the SDK model(s) in ``types`` do not declare."""
+    problems: list[str] = []
+    model = next((kind for kind in types if isinstance(kind, type) and hasattr(kind, "attribute_map")), None)
+    if isinstance(data, dict) and model is not None:
+        by_json_name = {json_name: python_name for python_name, json_name in model.attribute_map.items()}
+        for key, value in data.items():
+            if key not in by_json_name:
+                if model.additional_properties_type is None or not model.attribute_map:
+                    problems.append(f"{path}.{key}")
+                continue
+            problems.extend(unknown_fields(value, model.openapi_types[by_json_name[key]], f"{path}.{key}"))
+    elif isinstance(data, list):
+        inner = next((kind for kind in types if isinstance(kind, list)), None)
+        if inner is not None:
+            for index, item in enumerate(data):
+                problems.extend(unknown_fields(item, tuple(inner), f"{path}[{index}]"))
+    elif isinstance(data, dict):
+        inner = next((kind for kind in types if isinstance(kind, dict)), None)
+        if inner is not None:
+            for key, item in data.items():
+                problems.extend(unknown_fields(item, next(iter(inner.values())), f"{path}.{key}"))
+    return problems
+
+
+def shape_problems(data: Any, model: type) -> list[str]:
+    """Why ``data`` (API JSON) is not a valid ``model``: unknown fields, or a type the SDK rejects.
+
+    Nulls are dropped first: the real server sends ``"finishedAt": null`` which the SDK's strict
+    check rejects (argoproj/argo-workflows#9122); that is a client problem, not a shape problem.
+    Models whose attribute_map is empty (free-form) accept anything.
+    """
+    problems = [f"unknown field {path}" for path in unknown_fields(data, (model,))]
+    try:
+        validate_and_convert_types(
+            _drop_nulls(copy.deepcopy(data)), (model,), ["body"], True, True, configuration=Configuration()
+        )
+    except (OpenApiException, TypeError, ValueError) as error:
+        problems.append(str(error))
+    return problems
+
+
+@dataclass
+class Request:
+    """One request as received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any = None
+
+
+@dataclass
+class _Tracked:
+    workflow: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    polls: int = 0
+
+
+@dataclass
+class FakeArgoServer:
+    """The fake server; use as a context manager. ``url`` is http://127.0.0.1:PORT (or https with ``tls``)."""
+
+    templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # namespace -> WorkflowTemplates
+    namespaces: tuple[str, ...] = ("argo",)
+    token: str | None = "t0ken-for-tests"
+    managed_namespace: str = ""
+    forbidden: bool = False
+    contexts: tuple[int, ...] = (44, 440)
+    fail_context: int | None = None
+    tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files
+
+    def __post_init__(self) -> None:
+        self.errors: list[str] = []
+        self.requests: list[Request] = []
+        self.created: list[dict[str, Any]] = []
+        self._workflows: dict[tuple[str, str], _Tracked] = {}
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    # --- lifecycle ---
+    def __enter__(self) -> FakeArgoServer:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        assert self._httpd is not None
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
+    def paths(self) -> list[str]:
+        """``METHOD path`` of every request received, in order."""
+        return [f"{request.method} {request.path}" for request in self.requests]
+
+    def unexpected(self, message: str) -> tuple[int, dict[str, Any]]:
+        """Record a request the client should never have sent; answer 400."""
+        self.errors.append(message)
+        return 400, {"code": GRPC_INVALID_ARGUMENT, "message": f"fake Argo Server: {message}"}
+
+    # --- routing ---
+    def handle(self, request: Request) -> tuple[int, dict[str, Any]]:
+        """Check one request and compute (status, JSON body)."""
+        with self._lock:
+            self.requests.append(request)
+            routes = [
+                ("GET", r"/api/v1/info", self._info),
+                ("GET", rf"/api/v1/workflow-templates/(?P<ns>{NAME_RE})/(?P<name>{NAME_RE})", self._get_template),
+                ("POST", rf"/api/v1/workflows/(?P<ns>{NAME_RE})", self._create),
+                ("GET", rf"/api/v1/workflows/(?P<ns>{NAME_RE})/(?P<name>{NAME_RE})", self._get_workflow),
+            ]
+            for method, pattern, action in routes:
+                match = re.fullmatch(pattern, request.path)
+                if match and method == request.method:
+                    break
+            else:
+                return self.unexpected(f"unexpected request {request.method} {request.path}")
+            if "application/json" not in request.headers.get("accept", ""):
+                return self.unexpected(f"{request.method} {request.path} without Accept: application/json")
+            auth = request.headers.get("authorization")
+            if self.token is not None and auth != f"Bearer {self.token}":
+                return 401, {"code": GRPC_UNAUTHENTICATED, "message": "token not valid. see https://argo-workflows.readthedocs.io/en/latest/faq/"}  # fmt: skip
+            ns = match.groupdict().get("ns")
+            if ns is not None and (self.forbidden or (self.managed_namespace and ns != self.managed_namespace)):
+                return 403, {
+                    "code": GRPC_PERMISSION_DENIED,
+                    "message": f'workflowtemplates.argoproj.io is forbidden: User "system:serviceaccount:argo:ci" '
+                    f'cannot get resource "workflowtemplates" in API group "argoproj.io" in the namespace "{ns}"',
+                }
+            status, body = action(request, **match.groupdict())
+            return status, body
+
+    def _info(self, request: Request) -> tuple[int, dict[str, Any]]:
+        body: dict[str, Any] = {"links": [], "modals": {"feedback": False}}
+        if self.managed_namespace:
+            body["managedNamespace"] = self.managed_namespace
+        return self._respond(body, IoArgoprojWorkflowV1alpha1InfoResponse)
+
+    def _get_template(self, request: Request, ns: str, name: str) -> tuple[int, dict[str, Any]]:
+        for template in self.templates.get(ns, []) if ns in self.namespaces else []:
+            if template["metadata"]["name"] == name:
+                served = copy.deepcopy(template)
+                served["metadata"].update(namespace=ns, uid=f"uid-{name}", resourceVersion="1001")
+                return self._respond(served, IoArgoprojWorkflowV1alpha1WorkflowTemplate)
+        return 404, {"code": GRPC_NOT_FOUND, "message": f'workflowtemplates.argoproj.io "{name}" not found'}
+
+    def _create(self, request: Request, ns: str) -> tuple[int, dict[str, Any]]:
+        if "application/json" not in request.headers.get("content-type", ""):
+            return self.unexpected("POST without Content-Type: application/json")
+        body = request.body
+        if not isinstance(body, dict) or not isinstance(body.get("workflow"), dict):
+            return self.unexpected(f"create body is not a WorkflowCreateRequest: {body!r:.200}")
+        problems = shape_problems(body, IoArgoprojWorkflowV1alpha1WorkflowCreateRequest)
+        if problems:
+            return self.unexpected(f"create body does not match the SDK model: {problems}")
+        if body.get("namespace") not in (None, ns):
+            return self.unexpected(f"body namespace {body.get('namespace')!r} differs from the path's {ns!r}")
+        workflow = copy.deepcopy(body["workflow"])
+        if workflow.get("kind") != "Workflow" or workflow.get("apiVersion") != "argoproj.io/v1alpha1":
+            return self.unexpected(f"not an argoproj.io/v1alpha1 Workflow: {workflow.get('apiVersion')} {workflow.get('kind')}")  # fmt: skip
+        for param in (workflow["spec"].get("arguments") or {}).get("parameters") or []:
+            if not isinstance(param.get("value"), str):
+                return self.unexpected(f"parameter {param.get('name')} has a non-string value {param.get('value')!r}")
+        if ns not in self.namespaces:
+            return 404, {"code": GRPC_NOT_FOUND, "message": f'namespaces "{ns}" not found'}
+        ref = (workflow["spec"].get("workflowTemplateRef") or {}).get("name")
+        if ref and ref not in {template["metadata"]["name"] for template in self.templates.get(ns, [])}:
+            return 400, {"code": GRPC_INVALID_ARGUMENT, "message": f'workflowtemplates.argoproj.io "{ref}" not found'}
+        meta = workflow["metadata"]
+        name = meta.get("name") or f"{meta['generateName']}{len(self._workflows) + 1:05d}"
+        meta.update(name=name, namespace=ns, uid=f"uid-{name}", creationTimestamp=rfc3339(T0), resourceVersion="2001")
+        meta.setdefault("labels", {})["workflows.argoproj.io/creator"] = "system-serviceaccount-argo-ci"
+        self.created.append(copy.deepcopy(body["workflow"]))
+        self._workflows[(ns, name)] = _Tracked(workflow, sweep_timeline(name, self.contexts, self.fail_context))
+        return self._respond(workflow, IoArgoprojWorkflowV1alpha1Workflow)
+
+    def _get_workflow(self, request: Request, ns: str, name: str) -> tuple[int, dict[str, Any]]:
+        tracked = self._workflows.get((ns, name))
+        if tracked is None:
+            return 404, {"code": GRPC_NOT_FOUND, "message": f'workflows.argoproj.io "{name}" not found'}
+        status = tracked.timeline[min(tracked.polls, len(tracked.timeline) - 1)]
+        tracked.polls += 1
+        return self._respond({**tracked.workflow, "status": status}, IoArgoprojWorkflowV1alpha1Workflow)
+
+    def _respond(self, body: dict[str, Any], model: type) -> tuple[int, dict[str, Any]]:
+        problems = shape_problems(body, model)
+        if problems:  # a bug in this fake, not in the client
+            return self.unexpected(f"fake response does not match {model.__name__}: {problems}")
+        return 200, body
+
+    def finish(self, ns: str, name: str) -> None:
+        """Jump a workflow to its final state (for `status` tests)."""
+        tracked = self._workflows[(ns, name)]
+        tracked.polls = len(tracked.timeline) - 1
+
+
+def sweep_timeline(name: str, contexts: tuple[int, ...], fail_context: int | None) -> list[dict[str, Any]]:
+    """status snapshots of a sweep workflow, one per poll: data -> train per context -> eval.
+
+    Node names and types follow the controller: a DAG root named after the workflow, Pod nodes
+    ``<wf>.data``, a TaskGroup ``<wf>.train`` whose children are ``<wf>.train(i:context)``.
+    """
+    nodes: dict[str, dict[str, Any]] = {}
+    snapshots: list[dict[str, Any]] = [{}]  # the first poll: the controller has not picked it up yet
+    clock = [T0]
+    wf_status: dict[str, Any] = {"phase": "Running", "startedAt": rfc3339(T0), "finishedAt": None, "progress": "0/0"}
+
+    def node(key: str, display: str, kind: str, **extra: Any) -> None:
+        node_id = f"{name}-{len(nodes) + 1000}"
+        nodes[key] = {
+            "id": node_id,
+            "name": name if key == "root" else f"{name}.{display}",
+            "displayName": display,
+            "type": kind,
+            "templateName": "sweep" if kind == "DAG" else ("stage" if kind == "Pod" else ""),
+            "phase": "Pending",
+            "startedAt": rfc3339(clock[0]),
+            "finishedAt": None,
+            "boundaryID": nodes["root"]["id"] if key != "root" else None,
+            **extra,
+        }
+        if key != "root":
+            nodes["root"].setdefault("children", []).append(node_id)
+
+    def set_phase(key: str, phase: str, message: str | None = None) -> None:
+        nodes[key]["phase"] = phase
+        if phase in ("Succeeded", "Failed", "Error"):
+            nodes[key]["finishedAt"] = rfc3339(clock[0])
+        if message:
+            nodes[key]["message"] = message
+
+    def snap() -> None:
+        pods = [item for item in nodes.values() if item["type"] == "Pod"]
+        done = sum(item["phase"] == "Succeeded" for item in pods)
+        wf_status["progress"] = f"{done}/{len(pods)}"
+        snapshots.append({**copy.deepcopy(wf_status), "nodes": {item["id"]: copy.deepcopy(item) for item in nodes.values()}})  # fmt: skip
+        clock[0] += STEP
+
+    node("root", name, "DAG")
+    nodes["root"]["phase"] = "Running"
+    node("data", "data", "Pod")
+    snap()
+    set_phase("data", "Running")
+    snap()
+    set_phase("data", "Succeeded")
+    node("train", "train", "TaskGroup", phase="Running")
+    for index, context in enumerate(contexts):
+        node(f"train{context}", f"train({index}:{context})", "Pod", inputs={"parameters": [{"name": "context", "value": str(context)}]})  # fmt: skip
+    snap()
+    for context in contexts:
+        set_phase(f"train{context}", "Running")
+    snap()
+    for context in contexts:
+        if context == fail_context:
+            set_phase(f"train{context}", "Failed", "Error (exit code 1): training diverged")
+        else:
+            set_phase(f"train{context}", "Succeeded")
+        snap()
+    if fail_context in contexts:
+        failed_id = nodes[f"train{fail_context}"]["id"]
+        set_phase("train", "Failed", f"child '{failed_id}' failed")
+        set_phase("root", "Failed", f"child '{nodes['train']['id']}' failed")
+        wf_status.update(phase="Failed", finishedAt=rfc3339(clock[0]), message=f"child '{nodes['train']['id']}' failed")
+    else:
+        set_phase("train", "Succeeded")
+        node("eval", "eval", "Pod")
+        snap()
+        set_phase("eval", "Running")
+        snap()
+        set_phase("eval", "Succeeded")
+        set_phase("root", "Succeeded")
+        wf_status.update(phase="Succeeded", finishedAt=rfc3339(clock[0]))
+    snap()
+    return snapshots
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeArgoServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _serve(self) -> None:
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        length = int(headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", errors="replace")
+        path = self.path.split("?", 1)[0]
+        status, payload = self.fake.handle(Request(self.command, path, headers, body))
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
