@@ -29,6 +29,8 @@ from sd1job import model as _model  # noqa: F401  (registers esr_loss for load_m
 from sd1job.errors import UserError
 
 DEFAULT_BLOCK = 4096
+# keras_predict hands model.predict this many batches at a time (bounds the windows copied).
+_PREDICT_BATCHES = 16
 
 
 class ModelFileError(UserError, ValueError):
@@ -111,17 +113,6 @@ def _gate_scale(units: int) -> np.ndarray:
     return scale
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _lstm_block(
-    padded: tf.Tensor, kernel: tf.Tensor, recurrent: tf.Tensor, bias: tf.Tensor, dense: tf.Tensor, dense_bias: tf.Tensor
-) -> tf.Tensor:
-    """Outputs for the ``len(padded) - n + 1`` windows of one padded block (gate weights pre-scaled)."""
-    units = tf.shape(recurrent)[0]
-    context = tf.shape(padded)[0] - tf.shape(dense)[0] * 0  # placeholder for static shapes below
-    del context
-    raise NotImplementedError  # replaced by _make_block (static shapes); kept out of the public API
-
-
 def _make_block(block: int, context: int, units: int) -> Any:
     """An XLA-compiled function: padded block (block + context - 1,) -> block outputs."""
 
@@ -199,12 +190,13 @@ def padded_windows(dry: np.ndarray, context: int) -> np.ndarray:
 
 
 def keras_predict(model: Any, dry: np.ndarray, context: int, batch_size: int = DEFAULT_BLOCK) -> np.ndarray:
-    """The reference: Keras ``model.predict`` on every padded window, in slices of ``batch_size`` windows."""
+    """The reference: Keras ``model.predict`` on every padded window (batches of ``batch_size``)."""
     windows = padded_windows(dry, context)
     out = np.empty(len(windows), np.float32)
-    for start in range(0, len(windows), batch_size):
-        batch = np.ascontiguousarray(windows[start : start + batch_size])[..., None]
-        out[start : start + len(batch)] = model.predict_on_batch(batch)[:, 0]
+    step = batch_size * _PREDICT_BATCHES
+    for start in range(0, len(windows), step):
+        chunk = np.ascontiguousarray(windows[start : start + step])[..., None]
+        out[start : start + len(chunk)] = model.predict(chunk, batch_size=batch_size, verbose=0)[:, 0]
     return out
 
 

@@ -157,7 +157,9 @@ class Scores:
         return {"esr": self.esr, "esr_pre": self.esr_pre, "mse": self.mse, "mae": self.mae, "stft": self.stft}
 
 
-def score_all(target: np.ndarray, prediction: np.ndarray, pre_emphasis_coefficient: float = DEFAULT_PRE_EMPHASIS) -> Scores:
+def score_all(
+    target: np.ndarray, prediction: np.ndarray, pre_emphasis_coefficient: float = DEFAULT_PRE_EMPHASIS
+) -> Scores:
     """ESR, pre-emphasised ESR, MSE, MAE and multi-resolution STFT distance."""
     return Scores(
         esr=esr(target, prediction),

@@ -75,7 +75,7 @@ def unknown_fields(data: Any, types: tuple, path: str = "") -> list[str]:
         by_json_name = {json_name: python_name for python_name, json_name in model.attribute_map.items()}
         for key, value in data.items():
             if key not in by_json_name:
-                if model.additional_properties_type is None or not model.attribute_map:
+                if model.attribute_map:  # an empty map is a free-form object
                     problems.append(f"{path}.{key}")
                 continue
             problems.extend(unknown_fields(value, model.openapi_types[by_json_name[key]], f"{path}.{key}"))
@@ -92,14 +92,17 @@ def unknown_fields(data: Any, types: tuple, path: str = "") -> list[str]:
     return problems
 
 
-def shape_problems(data: Any, model: type) -> list[str]:
+def shape_problems(data: Any, model: type, check_types: bool = True) -> list[str]:
     """Why ``data`` (API JSON) is not a valid ``model``: unknown fields, or a type the SDK rejects.
 
-    Nulls are dropped first: the real server sends ``"finishedAt": null`` which the SDK's strict
-    check rejects (argoproj/argo-workflows#9122); that is a client problem, not a shape problem.
-    Models whose attribute_map is empty (free-form) accept anything.
+    Nulls are dropped before the type check: the real server sends ``"finishedAt": null``, which
+    the SDK's strict check rejects (argoproj/argo-workflows#9122); that is the SDK's problem, not a
+    shape problem. ``check_types=False`` checks field names only: for WorkflowTemplates, whose
+    ``withItems: [44, 440]`` the server serves as written while the SDK types it as a list of dicts.
     """
     problems = [f"unknown field {path}" for path in unknown_fields(data, (model,))]
+    if not check_types:
+        return problems
     try:
         validate_and_convert_types(
             _drop_nulls(copy.deepcopy(data)), (model,), ["body"], True, True, configuration=Configuration()
@@ -107,6 +110,23 @@ def shape_problems(data: Any, model: type) -> list[str]:
     except (OpenApiException, TypeError, ValueError) as error:
         problems.append(str(error))
     return problems
+
+
+def _as_stored(document: Any) -> Any:
+    """A copy as the API serves it back: parameter value/default/enum are AnyString in Go, so 50 -> "50"."""
+    if isinstance(document, list):
+        return [_as_stored(item) for item in document]
+    if not isinstance(document, dict):
+        return document
+    result = {key: _as_stored(value) for key, value in document.items()}
+    for param in result.get("parameters") or []:
+        if isinstance(param, dict):
+            for key in ("value", "default"):
+                if key in param and not isinstance(param[key], str):
+                    param[key] = json.dumps(param[key])
+            if "enum" in param:
+                param["enum"] = [item if isinstance(item, str) else json.dumps(item) for item in param["enum"]]
+    return result
 
 
 @dataclass
@@ -117,6 +137,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: Any = None
+    query: str = ""
 
 
 @dataclass
@@ -193,6 +214,8 @@ class FakeArgoServer:
                 ("POST", rf"/api/v1/workflows/(?P<ns>{NAME_RE})", self._create),
                 ("GET", rf"/api/v1/workflows/(?P<ns>{NAME_RE})/(?P<name>{NAME_RE})", self._get_workflow),
             ]
+            if request.query:
+                return self.unexpected(f"unexpected query string on {request.method} {request.path}: {request.query}")
             for method, pattern, action in routes:
                 match = re.fullmatch(pattern, request.path)
                 if match and method == request.method:
@@ -223,9 +246,9 @@ class FakeArgoServer:
     def _get_template(self, request: Request, ns: str, name: str) -> tuple[int, dict[str, Any]]:
         for template in self.templates.get(ns, []) if ns in self.namespaces else []:
             if template["metadata"]["name"] == name:
-                served = copy.deepcopy(template)
+                served = _as_stored(template)
                 served["metadata"].update(namespace=ns, uid=f"uid-{name}", resourceVersion="1001")
-                return self._respond(served, IoArgoprojWorkflowV1alpha1WorkflowTemplate)
+                return self._respond(served, IoArgoprojWorkflowV1alpha1WorkflowTemplate, check_types=False)
         return 404, {"code": GRPC_NOT_FOUND, "message": f'workflowtemplates.argoproj.io "{name}" not found'}
 
     def _create(self, request: Request, ns: str) -> tuple[int, dict[str, Any]]:
@@ -266,8 +289,8 @@ class FakeArgoServer:
         tracked.polls += 1
         return self._respond({**tracked.workflow, "status": status}, IoArgoprojWorkflowV1alpha1Workflow)
 
-    def _respond(self, body: dict[str, Any], model: type) -> tuple[int, dict[str, Any]]:
-        problems = shape_problems(body, model)
+    def _respond(self, body: dict[str, Any], model: type, check_types: bool = True) -> tuple[int, dict[str, Any]]:
+        problems = shape_problems(body, model, check_types)
         if problems:  # a bug in this fake, not in the client
             return self.unexpected(f"fake response does not match {model.__name__}: {problems}")
         return 200, body
@@ -375,8 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", errors="replace")
-        path = self.path.split("?", 1)[0]
-        status, payload = self.fake.handle(Request(self.command, path, headers, body))
+        path, _, query = self.path.partition("?")
+        status, payload = self.fake.handle(Request(self.command, path, headers, body, query))
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
