@@ -19,6 +19,8 @@ CLIP_FRACTION_WARN = 1e-4
 DC_OFFSET_WARN = 0.01
 SILENCE_PEAK = 1e-6
 OUTPUT_SUBTYPE = "PCM_24"
+# 8-bit PCM (48 dB of dynamic range) and lossy codecs are refused: too coarse to model a pedal.
+SUPPORTED_SUBTYPES = frozenset({"PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"})
 
 
 class AudioError(UserError, ValueError):
@@ -52,6 +54,7 @@ def decode_wav(data: bytes, source: str, expected_rate: int | None = None) -> Re
     """Decode WAV (or any libsndfile format) bytes into a checked mono float32 Recording."""
     if len(data) == 0:
         raise AudioError(f"{source}: file is empty (0 bytes)")
+    _check_riff_size(data, source)
     try:
         with sf.SoundFile(io.BytesIO(data)) as handle:
             rate, channels, subtype, frames = handle.samplerate, handle.channels, handle.subtype, handle.frames
@@ -61,6 +64,11 @@ def decode_wav(data: bytes, source: str, expected_rate: int | None = None) -> Re
         raise AudioError(f"{source}: not a readable audio file ({detail})") from None
     if frames > 0 and len(samples) < frames:
         raise AudioError(f"{source}: truncated audio: header says {frames} frames, found {len(samples)}")
+    if subtype not in SUPPORTED_SUBTYPES:
+        raise AudioError(
+            f"{source}: sample format {subtype} is not supported; use 16-, 24- or 32-bit PCM or float "
+            "(8-bit and compressed formats are too coarse to model a pedal)"
+        )
     if channels != 1:
         raise AudioError(f"{source}: has {channels} channels; recordings must be mono")
     if expected_rate is not None and rate != expected_rate:
@@ -77,6 +85,17 @@ def decode_wav(data: bytes, source: str, expected_rate: int | None = None) -> Re
     if float(np.max(np.abs(signal))) < SILENCE_PEAK:
         raise AudioError(f"{source}: is silent (peak below {SILENCE_PEAK:g})")
     return Recording(np.ascontiguousarray(signal), rate, source, subtype)
+
+
+def _check_riff_size(data: bytes, source: str) -> None:
+    """Refuse a WAV file shorter than its RIFF header says (libsndfile would silently read less)."""
+    if data[:4] != b"RIFF" or len(data) < 8:
+        return
+    declared = int.from_bytes(data[4:8], "little") + 8
+    if declared in (8, 0xFFFFFFFF + 8):  # streaming writers leave the size unset
+        return
+    if len(data) < declared:
+        raise AudioError(f"{source}: truncated WAV file: header says {declared} bytes, file has {len(data)}")
 
 
 def encode_wav(samples: np.ndarray, sample_rate: int, subtype: str = OUTPUT_SUBTYPE) -> bytes:

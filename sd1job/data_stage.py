@@ -129,6 +129,7 @@ def check_pair(dry: Recording, wet: Recording, config: Config) -> tuple[np.ndarr
 def build_splits(length: int, config: Config) -> dict[int, dataset.Split]:
     """Window positions for every configured context (validated before anything is written)."""
     settings = config.dataset
+    dataset.check_context(length, max(settings.contexts))
     return {
         context: dataset.make_split(
             settings.split, length, context, settings.pairs, settings.val_fraction, settings.seed

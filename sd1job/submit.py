@@ -91,7 +91,7 @@ class WorkflowNotFoundError(ArgoError):
     """``status NAME`` for a workflow the server does not have."""
 
 
-class _NotFound(ArgoError):
+class _NotFoundError(ArgoError):
     """A 404 from the server; callers turn it into a message that names what is missing."""
 
     def __init__(self, message: str, server_message: str) -> None:
@@ -298,9 +298,7 @@ def check_parameters(
     for name, value in given.items():
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
-            raise UndeclaredParameterError(
-                f"parameter {name!r} is not declared by {where} (declared: {known}){hint}"
-            )
+            raise UndeclaredParameterError(f"parameter {name!r} is not declared by {where} (declared: {known}){hint}")
         allowed = declared[name].get("enum")
         if allowed and value not in [_parameter_value(item) for item in allowed]:
             choices = ", ".join(_parameter_value(item) for item in allowed)
@@ -429,26 +427,20 @@ class ArgoClient:
                     f"{where} does not exist on the Argo Server's cluster ({message}): "
                     "pass --namespace or set ARGO_NAMESPACE"
                 )
-            return _NotFound(f"cannot {action}: not found ({message})", message)
+            return _NotFoundError(f"cannot {action}: not found ({message})", message)
         return ArgoError(f"the Argo Server answered {status} {error.reason or ''} to {action}: {message}")
 
     def info(self) -> dict[str, Any]:
         """GET /api/v1/info: the server's managed namespace, links, ... (empty for servers without it)."""
         try:
             return self._call("read the server info", self.info_api.get_info)
-        except _NotFound:
+        except _NotFoundError:
             return {}
 
     def get_template(self, name: str) -> dict[str, Any]:
-        """GET a WorkflowTemplate; a missing one is a TemplateNotInstalledError."""
+        """GET a WorkflowTemplate (a missing one raises _NotFoundError; submit_sweep words the message)."""
         ns = self.settings.namespace
-        try:
-            return self._call(f"read WorkflowTemplate {name}", self.templates.get_workflow_template, ns, name)
-        except _NotFound as error:
-            raise TemplateNotInstalledError(
-                f"the WorkflowTemplate {name} is not installed in namespace {ns} ({error.server_message}; "
-                f"is {ns} the right namespace? --namespace / ARGO_NAMESPACE): kubectl apply -n {ns} -f argo/sweep.yaml"
-            ) from error
+        return self._call(f"read WorkflowTemplate {name}", self.templates.get_workflow_template, ns, name)
 
     def create_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
         """POST a Workflow (built into the SDK's request model, which type-checks it) and return the created one."""
@@ -478,7 +470,7 @@ class ArgoClient:
                 self.settings.namespace,
                 body,
             )
-        except _NotFound as error:
+        except _NotFoundError as error:
             raise ArgoError(f"the Argo Server refused the Workflow: {error.server_message}") from error
 
     def get_workflow(self, name: str) -> dict[str, Any]:
@@ -486,7 +478,7 @@ class ArgoClient:
         ns = self.settings.namespace
         try:
             return self._call(f"read workflow {name}", self.workflows.get_workflow, ns, name)
-        except _NotFound as error:
+        except _NotFoundError as error:
             raise WorkflowNotFoundError(
                 f"no workflow {name} in namespace {ns} ({error.server_message}): check the name, "
                 "--namespace / ARGO_NAMESPACE, or whether it was deleted or archived"
@@ -495,6 +487,15 @@ class ArgoClient:
 
 def _one_line(value: object) -> str:
     return " ".join(str(value).split())[:240]
+
+
+def install_hint(namespace: str, path: Path) -> str:
+    """How to install the WorkflowTemplate document of the sweep file.
+
+    ``kubectl apply -f`` on the whole file would also meet the Workflow document, which it
+    refuses (generateName); the argo CLI reads only the template from it.
+    """
+    return f"argo template create -n {namespace} {path} (or kubectl apply -n {namespace} the WorkflowTemplate document)"
 
 
 def submit_sweep(client: ArgoClient, sweep: SweepFile, overrides: Mapping[str, str]) -> dict[str, Any]:
@@ -513,13 +514,19 @@ def submit_sweep(client: ArgoClient, sweep: SweepFile, overrides: Mapping[str, s
         return client.create_workflow(workflow)
     if sweep.template is not None:
         check_parameters(overrides, declared_parameters(sweep.template), f"the WorkflowTemplate {name} in {sweep.path}")
-    installed = client.get_template(name)
+    try:
+        installed = client.get_template(name)
+    except _NotFoundError as error:
+        raise TemplateNotInstalledError(
+            f"the WorkflowTemplate {name} is not installed in namespace {ns} ({error.server_message}; "
+            f"wrong namespace? --namespace / ARGO_NAMESPACE): {install_hint(ns, sweep.path)}"
+        ) from error
     given = {str(param["name"]): str(param.get("value", "")) for param in argument_parameters(workflow)}
     check_parameters(
         given,
         declared_parameters(installed),
         f"the WorkflowTemplate {name} installed in namespace {ns}",
-        hint=f"; is the installed copy older than {sweep.path}? kubectl apply -n {ns} -f {sweep.path}",
+        hint=f"; is the installed copy older than {sweep.path}? update it: {install_hint(ns, sweep.path)}",
     )
     return client.create_workflow(workflow)
 
@@ -646,14 +653,18 @@ def format_summary(workflow: Mapping[str, Any], now: datetime | None = None) -> 
             offset = _duration(started, state.started, now) if started and state.started else None
             start = f"+{format_duration(offset)}" if offset is not None else "-"
             rows.append(
-                (state.label, state.phase, start, format_duration(_duration(state.started, state.finished, now)),
-                 state.message)
-            )  # fmt: skip
+                (
+                    state.label,
+                    state.phase,
+                    start,
+                    format_duration(_duration(state.started, state.finished, now)),
+                    state.message,
+                )
+            )
         widths = [max(len(row[col]) for row in rows) for col in range(4)]
         lines.append("")
         lines.extend(
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)).rstrip()
-            + (f"  {row[4]}" if row[4] else "")
+            "  ".join([*(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
             for row in rows
         )
     return "\n".join(lines)
@@ -695,13 +706,13 @@ def watch_workflow(
             sleep(interval)
             continue
         now = datetime.now(UTC)
-        started = parse_time((workflow.get("status") or {}).get("startedAt"))
-        for state in changed_nodes(seen, node_states(workflow)):
-            print(format_change(state, started, now), file=out, flush=True)
         phase = workflow_phase(workflow)
         if phase != last_phase and phase not in FINAL_PHASES:
             print(f"workflow {name} {phase}", file=out, flush=True)
         last_phase = phase
+        started = parse_time((workflow.get("status") or {}).get("startedAt"))
+        for state in changed_nodes(seen, node_states(workflow)):
+            print(format_change(state, started, now), file=out, flush=True)
         if phase in FINAL_PHASES:
             return workflow
         sleep(interval)
@@ -745,7 +756,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="override a workflow parameter (repeatable), e.g. -p run-id=ctx-sweep-2",
     )
-    parser.add_argument("--watch", action="store_true", help="follow the workflow until it finishes; exit 1 if it fails")
+    parser.add_argument(
+        "--watch", action="store_true", help="follow the workflow until it finishes; exit 1 if it fails"
+    )
     parser.add_argument(
         "--interval",
         type=float,

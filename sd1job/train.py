@@ -199,12 +199,15 @@ def flops_per_window(context: int, units: int, training: bool = True) -> float:
 # TensorFlow runtime and the input pipeline
 
 
-def configure_runtime(threads: int) -> dict[str, Any]:
+def configure_runtime(threads: int, jit_compile: bool) -> dict[str, Any]:
     """Apply thread settings and CPU determinism; call before TensorFlow creates its first op.
 
     ``threads`` 0: one intra-op and one inter-op thread on CPU (fastest measured with XLA), TF's
     defaults on a GPU; N > 0: N and N. If the runtime already started with other values (a second
     training in one process) the old values stay and a warning says so.
+
+    Determinism on CPU: the input pipeline is deterministic by construction and XLA's compiled
+    step is too; without XLA, TF's op determinism is switched on (Keras refuses XLA under it).
     """
     gpus = tf.config.list_physical_devices("GPU")
     wanted = threads if threads > 0 else (None if gpus else 1)
@@ -219,14 +222,15 @@ def configure_runtime(threads: int) -> dict[str, Any]:
                     "TensorFlow already runs with %d intra-op threads; train.threads takes effect in a new process",
                     current,
                 )
-    if not gpus:
+    op_determinism = not gpus and not jit_compile
+    if op_determinism:
         tf.config.experimental.enable_op_determinism()
     return {
         "device": "GPU" if gpus else "CPU",
         "gpus": [gpu.name for gpu in gpus],
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "op_determinism": not gpus,
+        "op_determinism": op_determinism,
     }
 
 
@@ -541,7 +545,7 @@ def train_context(
         _report_finished(history, metrics, settings.epochs)
         return history
 
-    runtime = configure_runtime(settings.threads)  # before the first TensorFlow op
+    runtime = configure_runtime(settings.threads, settings.jit_compile)  # before the first TensorFlow op
     dry, wet = load_training_audio(store, layout)
     split = load_split(store, layout, context)
     check_positions(split, context, len(dry), store.url(layout.positions(context)))
@@ -588,6 +592,7 @@ def train_context(
             steps_per_epoch=math.ceil(len(split.train) / settings.batch_size),
             validation_data=val_data,
             callbacks=[_EpochHook(state.on_epoch)],
+            shuffle=False,  # the dataset shuffles, per epoch, statelessly
             verbose=1 if progress_bar else 0,
         )
     if state.best_weights:

@@ -216,17 +216,20 @@ class FakeArgoServer:
             ]
             if request.query:
                 return self.unexpected(f"unexpected query string on {request.method} {request.path}: {request.query}")
-            for method, pattern, action in routes:
-                match = re.fullmatch(pattern, request.path)
-                if match and method == request.method:
-                    break
-            else:
+            found = [
+                (match, action)
+                for method, pattern, action in routes
+                if method == request.method and (match := re.fullmatch(pattern, request.path))
+            ]
+            if not found:
                 return self.unexpected(f"unexpected request {request.method} {request.path}")
+            match, action = found[0]
             if "application/json" not in request.headers.get("accept", ""):
                 return self.unexpected(f"{request.method} {request.path} without Accept: application/json")
             auth = request.headers.get("authorization")
             if self.token is not None and auth != f"Bearer {self.token}":
-                return 401, {"code": GRPC_UNAUTHENTICATED, "message": "token not valid. see https://argo-workflows.readthedocs.io/en/latest/faq/"}  # fmt: skip
+                message = "token not valid. see https://argo-workflows.readthedocs.io/en/latest/faq/"
+                return 401, {"code": GRPC_UNAUTHENTICATED, "message": message}
             ns = match.groupdict().get("ns")
             if ns is not None and (self.forbidden or (self.managed_namespace and ns != self.managed_namespace)):
                 return 403, {
@@ -264,7 +267,8 @@ class FakeArgoServer:
             return self.unexpected(f"body namespace {body.get('namespace')!r} differs from the path's {ns!r}")
         workflow = copy.deepcopy(body["workflow"])
         if workflow.get("kind") != "Workflow" or workflow.get("apiVersion") != "argoproj.io/v1alpha1":
-            return self.unexpected(f"not an argoproj.io/v1alpha1 Workflow: {workflow.get('apiVersion')} {workflow.get('kind')}")  # fmt: skip
+            kind = f"{workflow.get('apiVersion')} {workflow.get('kind')}"
+            return self.unexpected(f"not an argoproj.io/v1alpha1 Workflow: {kind}")
         for param in (workflow["spec"].get("arguments") or {}).get("parameters") or []:
             if not isinstance(param.get("value"), str):
                 return self.unexpected(f"parameter {param.get('name')} has a non-string value {param.get('value')!r}")
@@ -340,7 +344,9 @@ def sweep_timeline(name: str, contexts: tuple[int, ...], fail_context: int | Non
         pods = [item for item in nodes.values() if item["type"] == "Pod"]
         done = sum(item["phase"] == "Succeeded" for item in pods)
         wf_status["progress"] = f"{done}/{len(pods)}"
-        snapshots.append({**copy.deepcopy(wf_status), "nodes": {item["id"]: copy.deepcopy(item) for item in nodes.values()}})  # fmt: skip
+        snapshots.append(
+            {**copy.deepcopy(wf_status), "nodes": {item["id"]: copy.deepcopy(item) for item in nodes.values()}}
+        )
         clock[0] += STEP
 
     node("root", name, "DAG")
@@ -352,7 +358,12 @@ def sweep_timeline(name: str, contexts: tuple[int, ...], fail_context: int | Non
     set_phase("data", "Succeeded")
     node("train", "train", "TaskGroup", phase="Running")
     for index, context in enumerate(contexts):
-        node(f"train{context}", f"train({index}:{context})", "Pod", inputs={"parameters": [{"name": "context", "value": str(context)}]})  # fmt: skip
+        node(
+            f"train{context}",
+            f"train({index}:{context})",
+            "Pod",
+            inputs={"parameters": [{"name": "context", "value": str(context)}]},
+        )
     snap()
     for context in contexts:
         set_phase(f"train{context}", "Running")

@@ -1,0 +1,126 @@
+"""The HTML report: one page rendered from ``templates/report.html.j2`` with jinja2.
+
+The page references its images and audio by paths relative to itself (all under the run's
+``eval/`` folder), so it stays small, opens from a local store with ``file://``, and works the
+same after downloading the ``eval/`` prefix of an S3 store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+
+TEMPLATE = "report.html.j2"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One plot: its file relative to the page, a title and a caption."""
+
+    href: str
+    title: str
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio player: a label and the file relative to the page."""
+
+    label: str
+    href: str
+
+
+@dataclass(frozen=True)
+class ListeningRow:
+    """The players of one riff: dry, true wet, then each model's output."""
+
+    riff: str
+    clips: list[Clip]
+
+
+@dataclass
+class ReportPage:
+    """Everything the report shows."""
+
+    run_id: str
+    store_url: str
+    generated: str
+    config_yaml: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    reference: list[dict[str, Any]]
+    figures: list[Figure]
+    listening: list[ListeningRow]
+    missing: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def relative_href(path: str) -> str:
+    """A relative URL for a path under the page's folder (each segment percent-encoded)."""
+    return "/".join(quote(part) for part in path.split("/"))
+
+
+def format_number(value: Any) -> str:
+    """Numbers for tables: 4 significant digits for floats, integers as they are, blanks for None."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("sd1job.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["num"] = format_number
+    environment.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=False)
+    return environment
+
+
+def _esr_table(page: ReportPage) -> tuple[list[str], list[dict[str, Any]]]:
+    """The seed's table: one row per context, one ESR column per riff, plus the mean."""
+    riffs = list(dict.fromkeys(row["riff"] for row in page.rows))
+    table = []
+    for summary in page.summary:
+        context = summary["context"]
+        values = {row["riff"]: row["esr"] for row in page.rows if row["context"] == context}
+        table.append({"context": context, "values": [values.get(riff) for riff in riffs], "mean": summary["esr"]})
+    return riffs, table
+
+
+def manifest_checks(manifest: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """The per-recording check reports of a data manifest: the training pair, then each riff."""
+    if not isinstance(manifest, dict):
+        return []
+    checks = []
+    if isinstance(manifest.get("train"), dict):
+        checks.append(("training recording", manifest["train"]))
+    riffs = manifest.get("riffs")
+    if isinstance(riffs, dict):
+        checks.extend((f"riff {name}", report) for name, report in riffs.items() if isinstance(report, dict))
+    return checks
+
+
+def render_report(page: ReportPage) -> str:
+    """The report page's HTML."""
+    riffs, esr_table = _esr_table(page)
+    template = _environment().get_template(TEMPLATE)
+    return template.render(
+        page=page, esr_riffs=riffs, esr_table=esr_table, manifest_checks=manifest_checks(page.manifest)
+    )
