@@ -1,0 +1,195 @@
+"""Benchmark the train stage's throughput against the seed's way, measured in the same run.
+
+Baseline (the seed's way): ``model.fit`` on materialised (windows x n x 1) numpy arrays, Keras'
+defaults (no XLA on a CPU-only machine, TensorFlow's default thread pools). Ours: the train
+stage's default configuration, through its own code (``configure_runtime``, ``window_dataset``,
+``compiled_model``): XLA plus 1/1 threads on CPU, windows gathered on the fly. Two ablations at
+n=440 show where the gain comes from. Each measurement runs in a fresh process, because thread
+settings are fixed once TensorFlow's runtime starts.
+
+Reported per row: training windows/s (median over the measured epochs, after one warm-up epoch
+that pays for tracing and XLA compilation), achieved GFLOP/s of the gate matrix products
+(n x 2 x (1+units) x 4 units per window, x3 for training) and the fraction of numpy's float32
+matmul rate measured in this run; plus microseconds per window per time step across n, which
+must not grow with n (time per epoch at most linear in n). Target: ours >= 2x baseline at n=440.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import matmul_gflops, print_table, save_results  # noqa: E402
+
+UNITS = 64
+BATCH = 64
+MEASURED_EPOCHS = 3
+RATE = 44100
+SECONDS_OF_AUDIO = 30
+# (variant, context): the comparison, the ablations, and the scaling series.
+CASES = [
+    ("baseline", 44),
+    ("ours", 44),
+    ("baseline", 440),
+    ("ours", 440),
+    ("xla_default_threads", 440),
+    ("no_xla_1_1_threads", 440),
+    ("ours", 110),
+    ("ours", 220),
+]
+VARIANTS = {
+    # name: (jit_compile, train.threads, input pipeline)
+    "baseline": (None, None, "numpy"),
+    "ours": (True, 0, "gather"),
+    "xla_default_threads": (True, None, "gather"),
+    "no_xla_1_1_threads": (False, 0, "gather"),
+}
+
+
+def windows_for(context: int) -> int:
+    """Training windows per epoch: about 1e6 / n (a few seconds an epoch), whole batches, at least 50 batches."""
+    return max(50 * BATCH, BATCH * round(1_000_000 / context / BATCH))
+
+
+def flops_per_window(context: int) -> float:
+    """Training FLOPs of the gate matrix products for one window (same formula as sd1job.train)."""
+    return context * 2.0 * (1 + UNITS) * 4 * UNITS * 3
+
+
+def child(variant: str, context: int) -> dict[str, Any]:
+    """Measure one (variant, context) in this process; return its numbers."""
+    import numpy as np
+
+    jit, threads, pipeline = VARIANTS[variant]
+    from sd1job import train  # imports TensorFlow (no op created yet)
+
+    runtime = {}
+    if threads is not None:
+        runtime = train.configure_runtime(threads, bool(jit))
+    import keras
+
+    from sd1job.dataset import gather_windows
+    from sd1job.model import build_model
+
+    rng = np.random.default_rng(0)
+    dry = (0.3 * np.sin(np.cumsum(rng.uniform(0.01, 0.1, SECONDS_OF_AUDIO * RATE)))).astype(np.float32)
+    wet = np.tanh(3 * dry).astype(np.float32)
+    count = windows_for(context)
+    positions = rng.choice(np.arange(context - 1, len(dry)), size=count, replace=False).astype(np.int64)
+    keras.utils.set_random_seed(25)
+    epoch_seconds: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            epoch_seconds.append(time.perf_counter() - self.started)
+
+    epochs = 1 + MEASURED_EPOCHS
+    if pipeline == "numpy":
+        model = build_model(context, UNITS, 0.001)  # Keras' defaults: no XLA on CPU
+        x = gather_windows(dry, positions, context)[..., None]
+        y = wet[positions][:, None]
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, callbacks=[Timer()], verbose=0)
+    else:
+        model = train.compiled_model(context, UNITS, 0.001, bool(jit))
+        data = train.window_dataset(dry, wet, positions, context, BATCH, shuffle_seed=25, epochs=(0, epochs))
+        steps = math.ceil(count / BATCH)
+        model.fit(data, epochs=epochs, steps_per_epoch=steps, shuffle=False, callbacks=[Timer()], verbose=0)
+    import tensorflow as tf
+
+    seconds = statistics.median(epoch_seconds[1:])
+    return {
+        "variant": variant,
+        "context": context,
+        "windows": count,
+        "warmup_seconds": epoch_seconds[0],
+        "epoch_seconds": seconds,
+        "windows_per_second": count / seconds,
+        "jit_compile": bool(model.jit_compile),
+        "intra_op_threads": runtime.get("intra_op_threads", tf.config.threading.get_intra_op_parallelism_threads()),
+        "inter_op_threads": runtime.get("inter_op_threads", tf.config.threading.get_inter_op_parallelism_threads()),
+    }
+
+
+def run_case(variant: str, context: int) -> dict[str, Any]:
+    """Run one case in a fresh interpreter; its last stdout line is the JSON result."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", variant, str(context)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> int:
+    started = time.perf_counter()
+    matmul = matmul_gflops(2048, repeats=10)
+    results = []
+    for variant, context in CASES:
+        result = run_case(variant, context)
+        result["gflops"] = result["windows_per_second"] * flops_per_window(context) / 1e9
+        result["fraction_of_matmul"] = result["gflops"] / matmul
+        result["us_per_window_step"] = 1e6 / result["windows_per_second"] / context
+        results.append(result)
+        print(f"  {variant:>20} n={context:<4} {result['windows_per_second']:9.0f} windows/s", flush=True)
+
+    def rate(variant: str, context: int) -> float:
+        return next(r["windows_per_second"] for r in results if r["variant"] == variant and r["context"] == context)
+
+    speedup = {str(n): rate("ours", n) / rate("baseline", n) for n in (44, 440)}
+    ours = sorted((r for r in results if r["variant"] == "ours"), key=lambda r: r["context"])
+    # Time per epoch grows at most linearly in n iff time per window per step does not grow with n.
+    growth = ours[-1]["us_per_window_step"] / ours[0]["us_per_window_step"]
+    print_table(
+        [
+            {
+                "variant": r["variant"],
+                "n": r["context"],
+                "windows/s": round(r["windows_per_second"]),
+                "GFLOP/s": r["gflops"],
+                "% of matmul": 100 * r["fraction_of_matmul"],
+                "us/window/step": r["us_per_window_step"],
+                "XLA": r["jit_compile"],
+                "threads": f"{r['intra_op_threads']}/{r['inter_op_threads']}",
+                "warm-up s": r["warmup_seconds"],
+            }
+            for r in results
+        ]
+    )
+    print(f"numpy float32 matmul (2048^2): {matmul:.0f} GFLOP/s")
+    print(f"speed-up ours / baseline: n=44 {speedup['44']:.2f}x, n=440 {speedup['440']:.2f}x (target >= 2x at 440)")
+    print(f"time per window per step, n={ours[-1]['context']} vs n={ours[0]['context']}: {growth:.2f}x (<= ~1: linear)")
+    path = save_results(
+        "train",
+        {
+            "numpy_matmul_gflops": matmul,
+            "cases": results,
+            "speedup_vs_baseline": speedup,
+            "per_step_time_growth_440_vs_44": growth,
+            "target_met_440": speedup["440"] >= 2.0,
+            "seconds": time.perf_counter() - started,
+        },
+    )
+    print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        print(json.dumps(child(sys.argv[2], int(sys.argv[3]))))
+        raise SystemExit(0)
+    raise SystemExit(main())
