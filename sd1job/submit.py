@@ -326,10 +326,11 @@ def _server_message(body: Any) -> str:
 class ArgoClient:
     """The few Argo Server calls sd1job needs, through the argo-workflows SDK, with one-line errors.
 
-    Responses are read as plain JSON (``_preload_content=False``) rather than the SDK's generated
-    models: those reject what real servers send, e.g. ``"finishedAt": null`` on every node still
-    running (argoproj/argo-workflows#9122) and fields newer than the SDK's schema, and we read only
-    a handful of fields. Requests are still built and type-checked with the SDK's models.
+    Responses are read as plain JSON (``_preload_content=False``) rather than deserialised into the
+    SDK's generated models, whose strict type checks reject what real servers send: ``"finishedAt":
+    null`` on every node still running (argoproj/argo-workflows#9122), and ``withItems: [44, 440]``
+    in a WorkflowTemplate (the SDK types items as objects). We read only a handful of fields anyway.
+    Requests are still built and type-checked with the SDK's models (see create_workflow).
     """
 
     def __init__(self, settings: ServerSettings) -> None:
@@ -348,6 +349,8 @@ class ArgoClient:
         if settings.token:
             configuration.api_key = {"BearerToken": settings.token}
             configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        # urllib3 logs each connection retry as a WARNING; the one-line error says it all.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         # Retry only failed connections (never a request the server may have acted on), briefly.
         configuration.retries = urllib3.util.Retry(
             total=None, connect=2, read=0, redirect=0, status=0, other=0, backoff_factor=0.1
@@ -499,21 +502,23 @@ def install_hint(namespace: str, path: Path) -> str:
 
 
 def submit_sweep(client: ArgoClient, sweep: SweepFile, overrides: Mapping[str, str]) -> dict[str, Any]:
-    """Check namespace, template and parameters against the server, then create the Workflow."""
+    """Check the overrides against the file, then namespace, template and parameters against the
+    server, then create the Workflow; return the created Workflow as the server answered it."""
     ns = client.settings.namespace
+    name = sweep.template_name
+    workflow = apply_overrides(sweep.workflow, overrides)
+    if name is None:  # a self-contained Workflow: its own spec.arguments are what it declares
+        check_parameters(overrides, declared_parameters(sweep.workflow), f"the Workflow in {sweep.path}")
+    elif sweep.template is not None:
+        check_parameters(overrides, declared_parameters(sweep.template), f"the WorkflowTemplate {name} in {sweep.path}")
     managed = client.info().get("managedNamespace")
     if managed and managed != ns:
         raise ArgoNamespaceError(
             f"the Argo Server at {client.settings.url} manages only namespace {managed}, not {ns}: "
             f"pass --namespace {managed} or set ARGO_NAMESPACE={managed}"
         )
-    workflow = apply_overrides(sweep.workflow, overrides)
-    name = sweep.template_name
-    if name is None:  # a self-contained Workflow: its own spec.arguments are what it declares
-        check_parameters(overrides, declared_parameters(sweep.workflow), f"the Workflow in {sweep.path}")
+    if name is None:
         return client.create_workflow(workflow)
-    if sweep.template is not None:
-        check_parameters(overrides, declared_parameters(sweep.template), f"the WorkflowTemplate {name} in {sweep.path}")
     try:
         installed = client.get_template(name)
     except _NotFoundError as error:
@@ -787,6 +792,10 @@ def run(args: argparse.Namespace, config: Config | None) -> int:
         print(f"  {settings.workflow_link(name)}", flush=True)
         if not args.watch:
             return 0
-        final = watch_workflow(client, name, interval=args.interval)
+        try:
+            final = watch_workflow(client, name, interval=args.interval)
+        except KeyboardInterrupt:
+            print(f"stopped watching; {name} keeps running: python -m sd1job status {name}", file=sys.stderr)
+            raise
     print(format_summary(final), flush=True)
     return exit_code_for_phase(workflow_phase(final))

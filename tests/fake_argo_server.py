@@ -163,7 +163,8 @@ class FakeArgoServer:
     def __post_init__(self) -> None:
         self.errors: list[str] = []
         self.requests: list[Request] = []
-        self.created: list[dict[str, Any]] = []
+        self.submitted: list[dict[str, Any]] = []  # Workflow bodies of accepted creates, as received
+        self.names: list[str] = []  # the names given to them
         self._workflows: dict[tuple[str, str], _Tracked] = {}
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -277,11 +278,12 @@ class FakeArgoServer:
         ref = (workflow["spec"].get("workflowTemplateRef") or {}).get("name")
         if ref and ref not in {template["metadata"]["name"] for template in self.templates.get(ns, [])}:
             return 400, {"code": GRPC_INVALID_ARGUMENT, "message": f'workflowtemplates.argoproj.io "{ref}" not found'}
+        self.submitted.append(copy.deepcopy(workflow))
         meta = workflow["metadata"]
         name = meta.get("name") or f"{meta['generateName']}{len(self._workflows) + 1:05d}"
         meta.update(name=name, namespace=ns, uid=f"uid-{name}", creationTimestamp=rfc3339(T0), resourceVersion="2001")
         meta.setdefault("labels", {})["workflows.argoproj.io/creator"] = "system-serviceaccount-argo-ci"
-        self.created.append(copy.deepcopy(body["workflow"]))
+        self.names.append(name)
         self._workflows[(ns, name)] = _Tracked(workflow, sweep_timeline(name, self.contexts, self.fail_context))
         return self._respond(workflow, IoArgoprojWorkflowV1alpha1Workflow)
 

@@ -85,7 +85,9 @@ def epoch_time_vs_context(seconds_per_epoch: Mapping[int, float]) -> bytes:
     if fit is not None:
         slope, intercept = fit
         span = np.linspace(min(contexts), max(contexts), 50)
-        axes.plot(span, slope * span + intercept, "-", label=f"fit: {slope * 100:.3g} s per 100 samples + {intercept:.3g} s")
+        axes.plot(
+            span, slope * span + intercept, "-", label=f"fit: {slope * 100:.3g} s per 100 samples + {intercept:.3g} s"
+        )
     axes.set_xticks(contexts)
     axes.set_xlabel("context (samples)")
     axes.set_ylabel("seconds per epoch")

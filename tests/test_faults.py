@@ -1,0 +1,131 @@
+"""Faults caused for real: an S3 server that goes away, killed stages, concurrent writers.
+
+Each test starts what it breaks (its own SeaweedFS server, its own subprocesses) so the session
+fixtures stay healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from sd1job.store import LocalStore, open_store
+from tests import services
+from tests.helpers import small_config, write_toy_recordings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def job_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SD1JOB_", "AWS_"))}
+    env.update(extra)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run_job(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sd1job", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def own_s3(tmp_path: Path) -> services.S3Server:
+    server = services.start_s3(tmp_path / "weed")
+    yield server
+    server.stop()
+
+
+def _prepare_s3_run(server: services.S3Server, tmp_path: Path) -> tuple[Path, str]:
+    bucket = f"f-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3", **_client_args(server))
+    client.create_bucket(Bucket=bucket)
+    config = small_config(f"s3://{bucket}/exp")
+    env_backup = dict(os.environ)
+    os.environ.update(server.client_env)
+    try:
+        write_toy_recordings(open_store(config.store), config)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config.to_yaml())
+    return config_file, bucket
+
+
+def _client_args(server: services.S3Server) -> dict[str, str]:
+    env = server.client_env
+    return {
+        "endpoint_url": env["AWS_ENDPOINT_URL"],
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": "us-east-1",
+    }
+
+
+def _objects(server: services.S3Server, bucket: str, prefix: str) -> list[str]:
+    client = boto3.client("s3", **_client_args(server))
+    return [item["Key"] for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+@pytest.mark.slow
+def test_stage_rides_out_a_short_s3_outage(own_s3: services.S3Server, tmp_path: Path) -> None:
+    config_file, bucket = _prepare_s3_run(own_s3, tmp_path)
+    own_s3.stop()
+    restarter = threading.Timer(3.0, own_s3.restart)
+    restarter.start()
+    started = time.monotonic()
+    result = run_job(["data", "--config", str(config_file)], job_env({**own_s3.client_env, "AWS_MAX_ATTEMPTS": "10"}))
+    restarter.join()
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started > 2.5  # it really waited for the server
+    assert "exp/runs/test-run/data/manifest.json" in _objects(own_s3, bucket, "exp/runs/")
+
+
+@pytest.mark.slow
+def test_stage_fails_cleanly_when_s3_stays_down(own_s3: services.S3Server, tmp_path: Path) -> None:
+    config_file, bucket = _prepare_s3_run(own_s3, tmp_path)
+    own_s3.stop()
+    result = run_job(["data", "--config", str(config_file)], job_env({**own_s3.client_env, "AWS_MAX_ATTEMPTS": "2"}))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: s3://{bucket}/exp/") and "Could not connect to the endpoint" in lines[-1]
+    own_s3.restart()
+    assert _objects(own_s3, bucket, "exp/runs/") == []
+
+
+@pytest.mark.slow
+def test_killed_data_stage_rerun_gives_the_same_outputs(tmp_path: Path) -> None:
+    outputs = {}
+    for name, kill in (("killed", True), ("clean", False)):
+        root = tmp_path / name
+        config = small_config(str(root), dataset__contexts=[8, 16, 24, 32, 40, 48, 56, 64], dataset__pairs=20_000)
+        write_toy_recordings(LocalStore(root), config, seconds=6.0)
+        config_file = tmp_path / f"{name}.yaml"
+        config_file.write_text(config.to_yaml())
+        env = job_env({})
+        if kill:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sd1job", "data", "--config", str(config_file)], cwd=REPO, env=env
+            )
+            deadline = time.monotonic() + 60
+            while not (root / "runs/test-run/data/c8/positions.npz").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        assert run_job(["data", "--config", str(config_file)], env).returncode == 0
+        store = LocalStore(root)
+        outputs[name] = {k: store.read_bytes(k) for k in store.list("runs") if not k.endswith("manifest.json")}
+        assert not [p for p in root.rglob(".*.tmp")], "a torn temp file was left visible"
+    assert outputs["killed"].keys() == outputs["clean"].keys()
+    for key, data in outputs["clean"].items():
+        assert outputs["killed"][key] == data, key
