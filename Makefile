@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 
-.PHONY: install lock system-deps test lint bench local-run clean help
+.PHONY: install lock system-deps test lint bench local-run local-run-s3 clean help
 
 help:
 	@echo "make install    create .venv from requirements.lock (a no-op when up to date)"
@@ -50,6 +50,15 @@ test: $(STAMP) $(SYSTEM_STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py $(BENCH)
+
+# The whole sweep on this machine with the built-in demo data (synth skips recordings already there).
+local-run: $(STAMP)
+	$(PY) -m sd1job synth --config $(CONFIG)
+	$(PY) -m sd1job sweep --config $(CONFIG)
+
+# The same through a real S3 server, Pushgateway and Prometheus started on loopback, then stopped.
+local-run-s3: $(STAMP) $(SYSTEM_STAMP)
+	$(PY) scripts/local_cloud.py --config $(CONFIG)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
