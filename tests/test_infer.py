@@ -108,7 +108,7 @@ def test_zip_without_a_model_is_rejected() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("hello.txt", "hi")
-    with pytest.raises(infer.ModelFileError, match="model.keras"):
+    with pytest.raises(infer.ModelFileError, match=r"model\.keras"):
         infer.load_weights(buffer.getvalue(), "model.keras", 5)
 
 
