@@ -41,7 +41,7 @@ from sd1job.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE = Path("argo") / "sweep.yaml"
-DEFAULT_NAMESPACE = "argo"
+DEFAULT_NAMESPACE = "sd1job"  # the namespace k8s/ and argo/sweep.yaml install into
 DEFAULT_INTERVAL = 5.0
 REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for every API call
 WATCH_MAX_FAILURES = 5  # consecutive unreachable polls tolerated while watching

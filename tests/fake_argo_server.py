@@ -152,7 +152,7 @@ class FakeArgoServer:
     """The fake server; use as a context manager. ``url`` is http://127.0.0.1:PORT (or https with ``tls``)."""
 
     templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # namespace -> WorkflowTemplates
-    namespaces: tuple[str, ...] = ("argo",)
+    namespaces: tuple[str, ...] = ("sd1job",)
     token: str | None = "t0ken-for-tests"
     managed_namespace: str = ""
     forbidden: bool = False

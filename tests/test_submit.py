@@ -40,7 +40,7 @@ def _clean_argo_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _start(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Iterator[FakeArgoServer]:
-    kwargs.setdefault("templates", {"argo": [fixture_documents()[0]]})
+    kwargs.setdefault("templates", {"sd1job": [fixture_documents()[0]]})
     with FakeArgoServer(**kwargs) as fake:
         monkeypatch.setenv("ARGO_SERVER", fake.url)
         monkeypatch.setenv("ARGO_TOKEN", f"Bearer {TOKEN}")
@@ -150,7 +150,7 @@ def test_status_prints_the_summary_and_exits_by_phase(fake: FakeArgoServer, caps
     status, out, _ = run_cli(["status", name], capsys)  # data pending, workflow running
     assert status == submit.EXIT_NOT_FINISHED and "phase     Running" in out
     assert re.search(r"^data\s+Pending", out, re.MULTILINE)
-    fake.finish("argo", name)
+    fake.finish("sd1job", name)
     status, out, _ = run_cli(["status", name], capsys)
     assert status == 0
     table = {line.split()[0]: line.split()[1:] for line in out.splitlines()[4:]}
@@ -163,7 +163,7 @@ def test_status_prints_the_summary_and_exits_by_phase(fake: FakeArgoServer, caps
 def test_status_of_a_failed_and_of_an_unknown_workflow(failing_fake: FakeArgoServer, capsys) -> None:
     run_cli(submit_argv(), capsys)
     name = failing_fake.names[0]
-    failing_fake.finish("argo", name)
+    failing_fake.finish("sd1job", name)
     status, out, _ = run_cli(["status", name], capsys)
     assert status == 1
     assert re.search(r"^train\(1:440\)\s+Failed.*training diverged", out, re.MULTILINE)
@@ -200,7 +200,7 @@ def test_forbidden_is_403(monkeypatch, capsys) -> None:
 
 
 def test_namespace_not_managed_by_a_namespaced_server(monkeypatch, capsys) -> None:
-    for fake in _start(monkeypatch, managed_namespace="argo"):
+    for fake in _start(monkeypatch, managed_namespace="sd1job"):
         status, _, err = run_cli(submit_argv("--namespace", "ml"), capsys)
         assert_one_line_error(status, err, "manages only namespace argo, not ml", "--namespace argo")
         assert fake.paths == ["GET /api/v1/info"]
@@ -247,7 +247,7 @@ def test_undeclared_parameter_in_the_file_and_on_the_server(monkeypatch, capsys)
     old["spec"]["arguments"]["parameters"] = [
         p for p in old["spec"]["arguments"]["parameters"] if p["name"] != "device"
     ]
-    for fake in _start(monkeypatch, templates={"argo": [old]}):
+    for fake in _start(monkeypatch, templates={"sd1job": [old]}):
         status, _, err = run_cli(submit_argv("-p", "device=gpu"), capsys)
         assert_one_line_error(status, err, "'device' is not declared by the WorkflowTemplate sd1job-sweep installed")
         assert fake.submitted == []
@@ -346,9 +346,9 @@ def test_the_sdks_strict_models_reject_real_responses(fake: FakeArgoServer) -> N
     )
     with ApiClient(configuration) as api_client:
         with pytest.raises(ApiTypeError, match="finished_at"):
-            WorkflowServiceApi(api_client).get_workflow("argo", name)
+            WorkflowServiceApi(api_client).get_workflow("sd1job", name)
         with pytest.raises(ApiTypeError, match="with_items"):  # withItems: [44, 440]
-            WorkflowTemplateServiceApi(api_client).get_workflow_template("argo", "sd1job-sweep")
+            WorkflowTemplateServiceApi(api_client).get_workflow_template("sd1job", "sd1job-sweep")
 
 
 # --- the fake server's own honesty --------------------------------------------------------------
@@ -359,7 +359,7 @@ def test_the_fake_server_flags_requests_it_does_not_expect() -> None:
 
     template, workflow = fixture_documents()
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json", "Content-Type": "application/json"}
-    with FakeArgoServer(templates={"argo": [template]}) as fake:
+    with FakeArgoServer(templates={"sd1job": [template]}) as fake:
         http = urllib3.PoolManager()
         bad_field = copy.deepcopy(workflow)
         bad_field["spec"]["argumentz"] = {}
@@ -418,7 +418,7 @@ def test_settings_precedence_and_token_prefix() -> None:
         "xyz",
         True,
     )
-    assert submit.resolve_settings("b:2", None, False, {}).namespace == "argo"
+    assert submit.resolve_settings("b:2", None, False, {}).namespace == "sd1job"
     assert submit.resolve_settings("b:2", None, False, {"ARGO_TOKEN": ""}).token is None
     with pytest.raises(submit.ArgoError, match="ARGO_SECURE='maybe' is not a boolean"):
         submit.resolve_settings("b:2", None, False, {"ARGO_SECURE": "maybe"})
@@ -449,9 +449,9 @@ def test_sweep_file_loading(tmp_path: Path) -> None:
     sweep = submit.load_sweep_file(FIXTURE)
     assert sweep.template_name == "sd1job-sweep"
     assert sweep.template is not None and "device" in submit.declared_parameters(sweep.template)
-    (tmp_path / "argo").mkdir()
-    shutil.copy(FIXTURE, tmp_path / "argo" / "sweep.yaml")
-    assert submit.find_sweep_file(None, cwd=tmp_path) == tmp_path / "argo" / "sweep.yaml"
+    (tmp_path / "sd1job").mkdir()
+    shutil.copy(FIXTURE, tmp_path / "sd1job" / "sweep.yaml")
+    assert submit.find_sweep_file(None, cwd=tmp_path) == tmp_path / "sd1job" / "sweep.yaml"
     with pytest.raises(submit.SweepFileError, match="no such file"):
         submit.find_sweep_file(str(tmp_path / "missing.yaml"))
     only_template = tmp_path / "t.yaml"
@@ -466,14 +466,14 @@ def test_sweep_file_loading(tmp_path: Path) -> None:
 
 def test_the_repositorys_sweep_file_submits(fake: FakeArgoServer) -> None:
     """argo/sweep.yaml itself: its Workflow is accepted by the SDK's models and the fake server."""
-    path = REPO_ROOT / "argo" / "sweep.yaml"
+    path = REPO_ROOT / "sd1job" / "sweep.yaml"
     if not path.is_file():
         pytest.skip("argo/sweep.yaml is not in this checkout yet")
     sweep = submit.load_sweep_file(path)
     assert sweep.template is not None, "argo/sweep.yaml should define the WorkflowTemplate its Workflow references"
     declared = submit.declared_parameters(sweep.template)
     assert {"image", "store", "run-id", "config"} <= set(declared)
-    fake.templates = {"argo": [sweep.template]}
+    fake.templates = {"sd1job": [sweep.template]}
     settings = submit.resolve_settings(fake.url, None, False)
     with submit.ArgoClient(settings) as client:
         created = submit.submit_sweep(client, sweep, {"run-id": "from-test", "image": "reg/sd1job:1"})

@@ -16,6 +16,7 @@ generator; ``render`` turns the plucks into a DI signal (see ``guitar.render``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class Score:
         pluck = self.plucks[index]
         if pluck.stop is None or pluck.stop > when:
             stop = max(pluck.start, when)
-            self.plucks[index] = Pluck(**{**pluck.__dict__, "stop": stop})
+            self.plucks[index] = replace(pluck, stop=stop)
 
     def _pluck(
         self,
