@@ -50,7 +50,7 @@ def _start(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Iterator[FakeArgoServer
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArgoServer]:
-    """A fake Argo Server with the fixture's WorkflowTemplate installed in namespace argo."""
+    """A fake Argo Server with the fixture's WorkflowTemplate installed in namespace sd1job."""
     yield from _start(monkeypatch)
 
 
@@ -88,8 +88,8 @@ def test_submit_watch_follows_a_sweep_to_success(
     status, out, err = run_cli(submit_argv("-p", "run-id=ctx-2", "-p", "store=s3://other", "--watch"), capsys)
     assert status == 0, err
     name = fake.names[0]
-    assert f"submitted {name} to namespace argo" in out
-    assert f"{fake.url}/workflows/argo/{name}" in out
+    assert f"submitted {name} to namespace sd1job" in out
+    assert f"{fake.url}/workflows/sd1job/{name}" in out
     # One line per observed state change, in order, for data, each train pod by context, and eval.
     assert phases_printed(out, "data") == ["Pending", "Running", "Succeeded"]
     for label in ("train(0:44)", "train(1:440)"):
@@ -103,7 +103,7 @@ def test_submit_watch_follows_a_sweep_to_success(
         "GET /api/v1/workflow-templates/argo/sd1job-sweep",
         "POST /api/v1/workflows/argo",
     ]
-    assert set(fake.paths[3:]) == {f"GET /api/v1/workflows/argo/{name}"}
+    assert set(fake.paths[3:]) == {f"GET /api/v1/workflows/sd1job/{name}"}
     assert all(request.headers["authorization"] == f"Bearer {TOKEN}" for request in fake.requests)
 
 
@@ -169,7 +169,7 @@ def test_status_of_a_failed_and_of_an_unknown_workflow(failing_fake: FakeArgoSer
     assert re.search(r"^train\(1:440\)\s+Failed.*training diverged", out, re.MULTILINE)
     status, _, err = run_cli(["status", "sd1job-sweep-nope"], capsys)
     assert status == 2
-    assert err.startswith("error: no workflow sd1job-sweep-nope in namespace argo") and err.count("\n") == 1
+    assert err.startswith("error: no workflow sd1job-sweep-nope in namespace sd1job") and err.count("\n") == 1
 
 
 # --- errors a user will meet --------------------------------------------------------------------
@@ -195,14 +195,14 @@ def test_wrong_or_missing_token_is_401(fake: FakeArgoServer, capsys, monkeypatch
 def test_forbidden_is_403(monkeypatch, capsys) -> None:
     for fake in _start(monkeypatch, forbidden=True):
         status, _, err = run_cli(submit_argv(), capsys)
-        assert_one_line_error(status, err, "403 Forbidden", "namespace argo", "cannot get resource")
+        assert_one_line_error(status, err, "403 Forbidden", "namespace sd1job", "cannot get resource")
         assert fake.submitted == []
 
 
 def test_namespace_not_managed_by_a_namespaced_server(monkeypatch, capsys) -> None:
     for fake in _start(monkeypatch, managed_namespace="sd1job"):
         status, _, err = run_cli(submit_argv("--namespace", "ml"), capsys)
-        assert_one_line_error(status, err, "manages only namespace argo, not ml", "--namespace argo")
+        assert_one_line_error(status, err, "manages only namespace sd1job, not ml", "--namespace sd1job")
         assert fake.paths == ["GET /api/v1/info"]
 
 
@@ -228,7 +228,7 @@ def test_template_not_installed(monkeypatch, capsys) -> None:
     for fake in _start(monkeypatch, templates={}):
         status, _, err = run_cli(submit_argv(), capsys)
         assert_one_line_error(
-            status, err, "the WorkflowTemplate sd1job-sweep is not installed in namespace argo", "argo template create"
+            status, err, "the WorkflowTemplate sd1job-sweep is not installed in namespace sd1job", "argo template create"
         )
         assert "POST /api/v1/workflows/argo" not in fake.paths
 
@@ -449,9 +449,9 @@ def test_sweep_file_loading(tmp_path: Path) -> None:
     sweep = submit.load_sweep_file(FIXTURE)
     assert sweep.template_name == "sd1job-sweep"
     assert sweep.template is not None and "device" in submit.declared_parameters(sweep.template)
-    (tmp_path / "sd1job").mkdir()
-    shutil.copy(FIXTURE, tmp_path / "sd1job" / "sweep.yaml")
-    assert submit.find_sweep_file(None, cwd=tmp_path) == tmp_path / "sd1job" / "sweep.yaml"
+    (tmp_path / "argo").mkdir()
+    shutil.copy(FIXTURE, tmp_path / "argo" / "sweep.yaml")
+    assert submit.find_sweep_file(None, cwd=tmp_path) == tmp_path / "argo" / "sweep.yaml"
     with pytest.raises(submit.SweepFileError, match="no such file"):
         submit.find_sweep_file(str(tmp_path / "missing.yaml"))
     only_template = tmp_path / "t.yaml"
