@@ -100,8 +100,8 @@ def test_submit_watch_follows_a_sweep_to_success(
     # The request sequence: checks first, one create, then polls until the final phase.
     assert fake.paths[:3] == [
         "GET /api/v1/info",
-        "GET /api/v1/workflow-templates/argo/sd1job-sweep",
-        "POST /api/v1/workflows/argo",
+        "GET /api/v1/workflow-templates/sd1job/sd1job-sweep",
+        "POST /api/v1/workflows/sd1job",
     ]
     assert set(fake.paths[3:]) == {f"GET /api/v1/workflows/sd1job/{name}"}
     assert all(request.headers["authorization"] == f"Bearer {TOKEN}" for request in fake.requests)
@@ -230,7 +230,7 @@ def test_template_not_installed(monkeypatch, capsys) -> None:
         assert_one_line_error(
             status, err, "the WorkflowTemplate sd1job-sweep is not installed in namespace sd1job", "argo template create"
         )
-        assert "POST /api/v1/workflows/argo" not in fake.paths
+        assert "POST /api/v1/workflows/sd1job" not in fake.paths
 
 
 def test_undeclared_parameter_in_the_file_and_on_the_server(monkeypatch, capsys) -> None:
@@ -364,10 +364,10 @@ def test_the_fake_server_flags_requests_it_does_not_expect() -> None:
         bad_field = copy.deepcopy(workflow)
         bad_field["spec"]["argumentz"] = {}
         cases = [
-            ("GET", "/api/v1/workflows/argo", None),  # list: not an endpoint the client uses
+            ("GET", "/api/v1/workflows/sd1job", None),  # list: not an endpoint the client uses
             ("GET", "/api/v1/info?x=1", None),
-            ("POST", "/api/v1/workflows/argo", {"workflow": bad_field}),
-            ("POST", "/api/v1/workflows/argo", {"wf": workflow}),
+            ("POST", "/api/v1/workflows/sd1job", {"workflow": bad_field}),
+            ("POST", "/api/v1/workflows/sd1job", {"wf": workflow}),
         ]
         for method, path, body in cases:
             response = http.request(method, fake.url + path, json=body, headers=headers)
