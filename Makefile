@@ -13,6 +13,9 @@ help:
 	@echo "make test       lint and run the test suite"
 	@echo "make local-run  generate demo data and run the whole sweep on this machine"
 	@echo "make bench      run the benchmarks under bench/"
+	@echo "make local-run-s3  the same sweep through real S3, Pushgateway and Prometheus on loopback"
+	@echo "make image      build the GPU image (needs a Docker engine); make lint-docker checks it statically"
+	@echo "make sweep-template / make sweep   install the Argo template / submit a sweep to the cluster"
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -59,6 +62,40 @@ local-run: $(STAMP)
 # The same through a real S3 server, Pushgateway and Prometheus started on loopback, then stopped.
 local-run-s3: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) scripts/local_cloud.py --config $(CONFIG)
+
+# --- cluster: image, static Dockerfile checks, Argo sweep -------------------------------------
+IMAGE ?= localhost:5000/sd1job:0.1.0
+NAMESPACE ?= sd1job
+RUN_ID ?= context-experiments
+SWEEP_ARGS ?=
+
+.PHONY: image image-push lint-docker sweep-template sweep
+
+# Build the GPU image (needs a Docker engine; `make lint-docker` checks the Dockerfile without one).
+image:
+	@docker info >/dev/null 2>&1 || { echo "error: make image needs a running Docker engine; make lint-docker checks the Dockerfile without one"; exit 1; }
+	docker build -t $(IMAGE) .
+
+image-push: image
+	docker push $(IMAGE)
+
+# hadolint, base image pinned to the locked TensorFlow, lock file, entry point, non-root user.
+lint-docker: $(STAMP)
+	$(PY) scripts/check_dockerfile.py
+
+# Install or update the WorkflowTemplate (the first document of argo/sweep.yaml) in the cluster.
+sweep-template: $(STAMP)
+	set -o pipefail; $(PY) -c 'import sys, yaml; yaml.safe_dump_all([d for d in yaml.safe_load_all(open("argo/sweep.yaml")) if d and d["kind"] == "WorkflowTemplate"], sys.stdout, sort_keys=False)' \
+	  | kubectl apply -n $(NAMESPACE) -f -
+
+# Submit a sweep and follow it: with the argo CLI if installed, else through the Argo Server API
+# (ARGO_SERVER, ARGO_TOKEN). Extra parameters: make sweep SWEEP_ARGS="-p store=s3://sd1job/runs2".
+sweep: $(STAMP)
+	@if command -v argo >/dev/null; then \
+	  argo submit -n $(NAMESPACE) argo/sweep.yaml -p image=$(IMAGE) -p run-id=$(RUN_ID) $(SWEEP_ARGS) --watch; \
+	else \
+	  $(PY) -m sd1job submit -n $(NAMESPACE) -p image=$(IMAGE) -p run-id=$(RUN_ID) $(SWEEP_ARGS) --watch; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -52,8 +52,10 @@ def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None 
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
-        except urllib.error.HTTPError:
-            return
+        except urllib.error.HTTPError as error:
+            if error.code != 503:  # 503: up but not ready yet (Prometheus while it starts)
+                return
+            time.sleep(0.1)
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise RuntimeError(f"timed out waiting for {url}")
