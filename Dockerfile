@@ -37,7 +37,8 @@ RUN python -m pip install --no-cache-dir --no-deps . \
 RUN groupadd --gid 10001 sd1job \
     && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /tmp --shell /usr/sbin/nologin sd1job
 ENV HOME=/tmp \
-    MPLCONFIGDIR=/tmp
+    MPLCONFIGDIR=/tmp \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 USER 10001:10001
 
 ENTRYPOINT ["python", "-m", "sd1job"]

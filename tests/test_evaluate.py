@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import keras
 import numpy as np
@@ -20,7 +22,7 @@ from sd1job.config import Config
 from sd1job.data_stage import run_data
 from sd1job.layout import layout_for, riff_dry_key, riff_wet_key
 from sd1job.model import build_model
-from sd1job.store import LocalStore
+from sd1job.store import LocalStore, Store, open_store
 from tests.helpers import small_config, write_toy_recordings
 
 RIFF_SECONDS = 0.3
@@ -56,9 +58,7 @@ def fake_history(context: int, epochs: int = 6, seconds_per_epoch: float | None 
     }
 
 
-def save_model(
-    store: LocalStore, config: Config, context: int, tmp_dir: Path, model_context: int | None = None
-) -> None:
+def save_model(store: Store, config: Config, context: int, tmp_dir: Path, model_context: int | None = None) -> None:
     """Save an untrained model for ``context`` (or, to test mismatches, built for ``model_context``)."""
     model = build_model(model_context or context, config.train.lstm_units, config.train.learning_rate)
     path = tmp_dir / f"model-{context}.keras"
@@ -66,11 +66,14 @@ def save_model(
     store.write_bytes(layout_for(config).model(context), path.read_bytes())
 
 
-def make_run(root: Path, contexts: tuple[int, ...] = (4, 12), trained: tuple[int, ...] | None = None) -> Config:
-    """A local store with recordings, the data stage's manifest, and finished models for ``trained``."""
+def make_run(
+    root: Path, contexts: tuple[int, ...] = (4, 12), trained: tuple[int, ...] | None = None, store_url: str = ""
+) -> Config:
+    """A store (local under ``root`` unless ``store_url``) with recordings, the data stage's manifest,
+    and finished models for ``trained`` (default: every context)."""
     keras.utils.set_random_seed(11)
-    config = small_config(str(root / "store"), dataset__contexts=list(contexts), eval__batch_size=512)
-    store = LocalStore(config.store)
+    config = small_config(store_url or str(root / "store"), dataset__contexts=list(contexts), eval__batch_size=512)
+    store = open_store(config.store)
     write_toy_recordings(store, config, seconds=1.0, riff_seconds=RIFF_SECONDS)
     run_data(config, store)
     layout = layout_for(config)
@@ -171,14 +174,35 @@ def test_report_references_only_files_that_exist(evaluated: tuple[Config, LocalS
     layout = layout_for(config)
     page = store.read_text(layout.eval_file(evaluate.REPORT))
     eval_dir = Path(store.url(layout.eval_dir))
-    import re
-
-    references = re.findall(r'(?:src|href)="([^"#:]+)"', page)
+    references = page_references(page)
     assert len([r for r in references if r.endswith(".wav")]) >= 2 * 4  # 2 riffs x (dry, wet, c4, c12), twice
     for reference in references:
         assert (eval_dir / reference).is_file(), reference
     assert "battery" in page and "ohwell" in page and "run_id: test-run" in page
     assert "training recording" in page  # the manifest's checks
+
+
+def page_references(page: str) -> list[str]:
+    """Every relative src/href of a page (anchors and data: URIs left out), URL-decoded."""
+    return [unquote(ref) for ref in re.findall(r'(?:src|href)="([^"#:]+)"', page)]
+
+
+def test_on_s3_the_eval_prefix_alone_makes_a_working_page(s3_bucket: str, tmp_path: Path) -> None:
+    config = make_run(tmp_path, contexts=(4,), store_url=f"s3://{s3_bucket}/team/sd1")
+    store = open_store(config.store)
+    evaluate.run_eval(config, store)
+    eval_dir = layout_for(config).eval_dir
+    download = tmp_path / "download"
+    for key in store.list(eval_dir):  # what `aws s3 cp --recursive s3://.../eval/ .` would fetch
+        target = download / key[len(eval_dir) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(store.read_bytes(key))
+    page = (download / evaluate.REPORT).read_text()
+    references = page_references(page)
+    assert len([r for r in references if r.endswith(".png")]) == 5
+    for reference in references:
+        assert (download / reference).is_file(), reference
+    assert f"s3://{s3_bucket}/team/sd1/runs/test-run" in page
 
 
 def test_missing_context_is_reported_and_the_rest_evaluated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

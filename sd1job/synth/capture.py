@@ -34,7 +34,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -307,8 +307,8 @@ LAYOUT = (
 
 def training_dry(seconds: float, sample_rate: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """The dry training recording (volts) and its sections (name, start and length in seconds)."""
-    total = int(round(seconds * sample_rate))
-    counts = {name: int(round(share * total)) for name, share in LAYOUT if share is not None}
+    total = round(seconds * sample_rate)
+    counts = {name: round(share * total) for name, share in LAYOUT if share is not None}
     counts["playing"] = total - sum(counts.values())
     guitar = Guitar()
     validation = varied_playing(counts["validation"] / sample_rate, sample_rate, np.random.default_rng([seed, 0, 1]))
@@ -365,7 +365,7 @@ class DemoSettings:
     seconds: float = 180.0
     riff_seconds: float = 8.0
     sample_rate: int = 44100
-    knobs: Knobs = Knobs()
+    knobs: Knobs = field(default_factory=Knobs)
     riffs: tuple[str, ...] = tuple(RIFFS)
 
     def __post_init__(self) -> None:
@@ -377,9 +377,7 @@ class DemoSettings:
             raise SynthError(f"synth: sample rate must be at least {MIN_RATE} Hz, got {self.sample_rate}")
         unknown = [name for name in self.riffs if name not in RIFFS]
         if unknown:
-            raise SynthError(
-                f"recordings.riffs: synth has no riff named {unknown[0]!r}; it knows {', '.join(RIFFS)}"
-            )
+            raise SynthError(f"recordings.riffs: synth has no riff named {unknown[0]!r}; it knows {', '.join(RIFFS)}")
 
     def as_json(self) -> dict[str, Any]:
         """The settings as recorded in synth.json (compared to decide whether to skip)."""
@@ -438,7 +436,8 @@ def _check_existing(store: Store, settings: DemoSettings, keys: list[str]) -> bo
                 return True
         else:
             raise SynthError(
-                f"{store.url(SYNTH_INFO_KEY)}: demo recordings with other settings exist; pass --force to overwrite them"
+                f"{store.url(SYNTH_INFO_KEY)}: demo recordings with other settings exist; "
+                "pass --force to overwrite them"
             )
     present = [key for key in keys if store.exists(key)]
     if present and not store.exists(SYNTH_INFO_KEY):

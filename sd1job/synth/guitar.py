@@ -2,18 +2,19 @@
 
 Each note is one string's vibration (Jaffe and Smith's extended Karplus-Strong):
 
-- an excitation one period long: an impulse plus seeded noise, tilted like a pluck, shaped by the pick (a one-pole low-pass, darker
-  for soft or palm-muted picking), a comb for the pick position and one for the pickup position
-  (both notches move up the spectrum as the fretted string gets shorter);
+- an excitation one period long: an impulse plus seeded noise, tilted like a pluck, shaped by
+  the pick (a one-pole low-pass, darker for soft or palm-muted picking), a comb for the pick
+  position and one for the pickup position (both notches move up the spectrum as the fretted
+  string gets shorter);
 - a loop of ``N`` samples of delay closed through a damping filter (one-pole loss filter: the
   decay time ``T60`` at the fundamental and how much faster the highs die), a stiffness
   all-pass (higher partials slightly sharp) and a first-order Thiran all-pass for the
   fractional part of the period, so each note is in tune to a fraction of a cent.
 
 The loop is a rational transfer function; its recursion (the delay line plus a third-order
-filter) is compiled with numba, about half a millisecond per note-second at any pitch. Bends and vibrato
-modulate the pitch by reading the note with a time-varying rate (the same as modulating the
-loop delay, up to the decay being stretched by the bend ratio).
+filter) is compiled with numba, about half a millisecond per note-second at any pitch. Bends
+and vibrato modulate the pitch by reading the note with a time-varying rate (the same as
+modulating the loop delay, up to the decay being stretched by the bend ratio).
 
 The notes are summed and pass the pickup: the aperture (a gentle low-pass) and the coil's
 resonance with the cable's capacitance (a resonant low-pass near 3 kHz). A real DI also
@@ -123,7 +124,7 @@ def string_loop(f0: float, sample_rate: int, t60: float, darkness: float, stiffn
     c = -stiffness
     disperse = (np.array([c, 1.0]), np.array([1.0, c]))
     fixed = _phase_delay(*loss, omega) + _phase_delay(*disperse, omega)
-    delay = int(math.floor(period - fixed - 0.5))
+    delay = math.floor(period - fixed - 0.5)
     fraction = period - delay - fixed
     target = fraction
     for _ in range(4):  # the Thiran all-pass's delay is exact only at DC: correct it at f0
@@ -228,9 +229,7 @@ def render_pluck(pluck: Pluck, guitar: Guitar, sample_rate: int, rng: np.random.
         position = np.concatenate([[0.0], np.cumsum(ratio[:-1])])
         length = int(position[-1]) + 2
     period = sample_rate / f0
-    shaped = excitation(
-        period, pluck.pick_position * shorter, guitar.pickup_position * shorter, pick_darkness, rng
-    )
+    shaped = excitation(period, pluck.pick_position * shorter, guitar.pickup_position * shorter, pick_darkness, rng)
     loop = string_loop(f0, sample_rate, t60, darkness, stiffness=0.05 + 0.1 * (pluck.string < 3))
     note = run_loop(shaped, loop, length)
     if position is not None:
@@ -255,7 +254,7 @@ def pickup(strings: np.ndarray, guitar: Guitar, sample_rate: int) -> np.ndarray:
 def noise_floor(length: int, guitar: Guitar, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Hiss and mains hum (fundamental plus a few harmonics, seeded phases and a slow wobble)."""
     period = sample_rate / guitar.hum_hz
-    cycle = int(round(period)) if abs(period - round(period)) < 1e-9 else length  # tile whole mains periods
+    cycle = round(period) if abs(period - round(period)) < 1e-9 else length  # tile whole mains periods
     t = np.arange(min(cycle, length)) / sample_rate
     hum = np.zeros(len(t))
     for harmonic, weight in ((1, 1.0), (2, 0.25), (3, 0.45), (5, 0.2), (7, 0.1)):
@@ -275,10 +274,10 @@ def render(
     the order of ``plucks``: the same plucks and generator state give the same samples.
     """
     guitar = guitar or Guitar()
-    length = int(round(seconds * sample_rate))
+    length = round(seconds * sample_rate)
     strings = np.zeros(length)
     for pluck in plucks:
-        start = int(round(pluck.start * sample_rate))
+        start = round(pluck.start * sample_rate)
         if start >= length:
             continue
         note = render_pluck(pluck, guitar, sample_rate, rng)

@@ -358,14 +358,19 @@ class VirtualSD1:
         xc = signal.lfilter(*self._input, np.asarray(x, dtype=np.float64))
         return xc, signal.lfilter(*self._gain_leg, xc)
 
+    @cached_property
+    def _fir(self) -> np.ndarray:
+        """resample_poly's own default anti-imaging/anti-aliasing filter, designed once."""
+        return signal.firwin(2 * 10 * self.oversample + 1, 1.0 / self.oversample, window=("kaiser", 5.0))
+
     def _clip_chunk(self, current: np.ndarray) -> np.ndarray:
         up = self.oversample
-        i_up = signal.resample_poly(current, up, 1) if up > 1 else current
+        i_up = signal.resample_poly(current, up, 1, window=self._fir) if up > 1 else current
         if self.solver == "fast":
             v_up = solve_fast(i_up, self.table, self.capacitor_term)
         else:
             v_up = solve_reference(i_up, self.rf, self.circuit.feedback_c, self.high_rate, self.circuit)
-        return signal.resample_poly(v_up, 1, up) if up > 1 else v_up
+        return signal.resample_poly(v_up, 1, up, window=self._fir) if up > 1 else v_up
 
     def diode_voltage(self, current: np.ndarray) -> np.ndarray:
         """The clipping stage's feedback voltage ``v`` for a base-rate gain-leg current."""

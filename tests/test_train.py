@@ -1,0 +1,336 @@
+"""The train stage: learning, early stopping, checkpoints and resume after SIGKILL, idempotence, metrics, determinism."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from sd1job import dataset
+from sd1job.config import Config, config_from_mapping
+from sd1job.layout import layout_for
+from sd1job.store import LocalStore
+from tests import services
+from tests.conftest import REPO_ROOT
+
+CONTEXT = 16
+RUN_ID = "train-test"
+
+
+def synthetic_pair(samples: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
+    """A mix of sines under a slow envelope (dry) through a soft clipper tanh(3x) (wet)."""
+    t = np.arange(samples) / 8000.0
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t)
+    dry = envelope * (
+        0.3 * np.sin(2 * np.pi * 110 * t) + 0.2 * np.sin(2 * np.pi * 233 * t + 1) + 0.1 * np.sin(2 * np.pi * 447 * t)
+    )
+    return dry.astype(np.float32), np.tanh(3 * dry).astype(np.float32)
+
+
+def make_config(root: Path, **train: Any) -> dict[str, Any]:
+    """A tiny config: batches of 50 divide both splits (one XLA compilation each)."""
+    settings = {"learning_rate": 0.03, "batch_size": 50, "epochs": 8, "patience": 1, "seed": 7, **train}
+    return {
+        "store": str(root),
+        "run_id": RUN_ID,
+        "dataset": {"contexts": [CONTEXT], "pairs": 2000, "val_fraction": 0.25},
+        "train": settings,
+    }
+
+
+def prepare(mapping: dict[str, Any]) -> tuple[Config, LocalStore]:
+    """Write the data stage's two objects (audio, positions) for the config's context."""
+    config = config_from_mapping(mapping)
+    store = LocalStore(config.store)
+    layout = layout_for(config)
+    dry, wet = synthetic_pair()
+    store.write_bytes(layout.audio, dataset.encode_arrays(dry=dry, wet=wet))
+    for context in config.dataset.contexts:
+        split = dataset.random_split(len(dry), context, config.dataset.pairs, config.dataset.val_fraction, 25)
+        store.write_bytes(layout.positions(context), dataset.encode_arrays(train=split.train, val=split.val))
+    return config, store
+
+
+def load_weights(store: LocalStore, config: Config, context: int = CONTEXT) -> list[np.ndarray]:
+    import keras
+
+    import sd1job.model  # noqa: F401  (registers the ESR loss for loading)
+
+    path = Path(store.url(layout_for(config).model(context)))
+    return keras.saving.load_model(path).get_weights()
+
+
+def pushgateway_series(url: str, name: str) -> dict[str, float]:
+    """Pushed series of one metric on a Pushgateway: label text -> value."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", re.MULTILINE)
+    return {labels: float(value) for labels, value in pattern.findall(text)}
+
+
+# --------------------------------------------------------------------------------------------- pure pieces
+
+
+def test_early_stopping_matches_keras_semantics() -> None:
+    from sd1job.train import EarlyStopping
+
+    early = EarlyStopping(patience=2)
+    verdicts = []
+    for epoch, loss in enumerate([0.5, 0.4, 0.45, 0.41, 0.3], start=1):
+        early.update(epoch, loss)
+        verdicts.append(early.should_stop)
+    assert verdicts == [False, False, False, True, False]
+    assert (early.best_epoch, early.best_val_loss) == (5, 0.3)
+    assert not early.update(6, math.nan) and early.best_epoch == 5
+    restored = EarlyStopping.from_json(2, early.to_json())
+    assert restored == early
+    assert EarlyStopping.from_json(3, EarlyStopping(3).to_json()).best_val_loss == math.inf
+
+
+def test_checkpoint_round_trip_is_one_object() -> None:
+    from sd1job.train import Checkpoint, decode_checkpoint, encode_checkpoint
+
+    rng = np.random.default_rng(0)
+    original = Checkpoint(
+        state={"epoch": 3, "history": [{"epoch": 1, "loss": 0.5}]},
+        weights=[rng.standard_normal((3, 4)).astype(np.float32) for _ in range(12)],
+        optimizer=[np.array(7, dtype=np.int64), rng.standard_normal(5).astype(np.float32)],
+        best_weights=[rng.standard_normal(2).astype(np.float32)],
+    )
+    decoded = decode_checkpoint(encode_checkpoint(original), "mem")
+    assert decoded.state == original.state
+    for got, want in zip(
+        decoded.weights + decoded.optimizer + decoded.best_weights,
+        original.weights + original.optimizer + original.best_weights,
+        strict=True,
+    ):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    with pytest.raises(dataset.DatasetError):
+        decode_checkpoint(dataset.encode_arrays(x=np.zeros(2)), "mem")
+
+
+def test_all_zero_batch_trains_without_inf_or_nan() -> None:
+    from sd1job.train import compiled_model, configure_runtime
+
+    configure_runtime(0, True)
+    model = compiled_model(8, 4, 0.001, jit_compile=True)
+    silent = np.zeros((16, 8, 1), dtype=np.float32)
+    result = model.train_on_batch(silent, np.zeros((16, 1), dtype=np.float32), return_dict=True)
+    assert all(math.isfinite(value) for value in result.values())
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_missing_positions_is_a_one_line_error_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from sd1job.cli import main
+
+    config, _ = prepare(make_config(tmp_path / "store"))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    assert main(["train", "--config", str(path), "--context", "99", "-q"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error
+    assert "runs/train-test/data/c99/positions.npz" in error and "sd1job data" in error
+
+
+# --------------------------------------------------------------------------------------------- a real short run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, pushgateway: services.Service) -> dict[str, Any]:
+    """One in-process training with the default speed settings, pushing to a real Pushgateway."""
+    from sd1job.train import train_context
+
+    root = tmp_path_factory.mktemp("train") / "store"
+    mapping = make_config(root)
+    mapping["metrics"] = {"pushgateway": pushgateway.url}
+    config, store = prepare(mapping)
+    started = time.monotonic()
+    history = train_context(config, store, CONTEXT)
+    return {"config": config, "store": store, "history": history, "seconds": time.monotonic() - started}
+
+
+@pytest.mark.slow
+def test_short_run_learns_and_writes_every_output(trained: dict[str, Any]) -> None:
+    config, store, history = trained["config"], trained["store"], trained["history"]
+    layout = layout_for(config)
+    for key in (layout.model(CONTEXT), layout.history(CONTEXT), layout.summary(CONTEXT), layout.loss_plot(CONTEXT)):
+        assert store.exists(key), key
+    assert store.list(layout.checkpoint_dir(CONTEXT)) == []  # the resume point is dropped once finished
+    assert store.read_json(layout.history(CONTEXT)) == history
+    # Predicting zero has ESR 1; the soft clipper is learned far better within a few epochs.
+    assert history["best_val_loss"] < 0.05
+    epochs = history["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(1, history["epochs_run"] + 1))
+    fields = {"epoch", "loss", "val_loss", "mse", "mae", "val_mse", "val_mae", "seconds", "windows_per_second"}
+    assert all(fields <= set(e) for e in epochs)
+    assert history["parameter_count"] == 16_961
+    assert history["total_seconds"] == pytest.approx(sum(e["seconds"] for e in epochs), abs=1e-3)
+    summary = store.read_json(layout.summary(CONTEXT))
+    assert summary["config"]["train"]["learning_rate"] == 0.03 and summary["context"] == CONTEXT
+    assert summary["runtime"]["jit_compile"] is True and summary["versions"]["tensorflow"]
+    assert store.read_bytes(layout.loss_plot(CONTEXT)).startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_early_stopping_keeps_the_best_epochs_weights(trained: dict[str, Any]) -> None:
+    import keras
+
+    from sd1job.train import window_dataset
+
+    config, store, history = trained["config"], trained["store"], trained["history"]
+    val_losses = [e["val_loss"] for e in history["epochs"]]
+    assert history["stop_reason"] == "early_stopping"
+    assert history["epochs_run"] < config.train.epochs
+    assert history["best_epoch"] == 1 + int(np.argmin(val_losses)) < history["epochs_run"]
+    assert history["best_val_loss"] == min(val_losses)
+    # The saved model is the best epoch's, not the last one's: its validation loss says so.
+    model = keras.saving.load_model(Path(store.url(layout_for(config).model(CONTEXT))))
+    layout = layout_for(config)
+    audio = dataset.decode_arrays(store.read_bytes(layout.audio), "audio")
+    positions = dataset.decode_arrays(store.read_bytes(layout.positions(CONTEXT)), "positions")
+    data = window_dataset(audio["dry"], audio["wet"], positions["val"], CONTEXT, config.train.batch_size)
+    val_loss = model.evaluate(data, verbose=0, return_dict=True)["loss"]
+    assert val_loss == pytest.approx(history["best_val_loss"], rel=1e-4)
+    assert val_loss != pytest.approx(val_losses[-1], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_metrics_reach_a_real_pushgateway_and_prometheus(
+    trained: dict[str, Any], pushgateway: services.Service, prometheus: services.Service
+) -> None:
+    history = trained["history"]
+    labels = f'context="{CONTEXT}",instance="",job="sd1job",run="{RUN_ID}"'
+    assert pushgateway_series(pushgateway.url, "sd1job_epochs_completed")[labels] == history["epochs_run"]
+    windows = pushgateway_series(pushgateway.url, "sd1job_windows_processed_total")[labels]
+    assert windows == history["epochs_run"] * history["train_windows"]
+    assert pushgateway_series(pushgateway.url, "sd1job_best_val_esr")[labels] == pytest.approx(history["best_val_loss"])
+    assert pushgateway_series(pushgateway.url, "sd1job_train_completed_timestamp_seconds")[labels] > 0
+    count = pushgateway_series(pushgateway.url, "sd1job_epoch_duration_seconds_count")[labels]
+    assert count == history["epochs_run"]
+    result = services.wait_for_query(prometheus.url, f'sd1job_val_esr{{run="{RUN_ID}",context="{CONTEXT}"}}')
+    assert result and float(result[0]["value"][1]) == pytest.approx(history["epochs"][-1]["val_loss"])
+
+
+@pytest.mark.slow
+def test_rerun_of_a_finished_context_does_not_retrain(trained: dict[str, Any]) -> None:
+    from sd1job.train import train_context
+
+    config, store = trained["config"], trained["store"]
+    layout = layout_for(config)
+    before = {key: store.read_bytes(key) for key in store.list(layout.model_dir(CONTEXT))}
+    mtime = Path(store.url(layout.model(CONTEXT))).stat().st_mtime_ns
+    started = time.monotonic()
+    history = train_context(config, store, CONTEXT)
+    assert time.monotonic() - started < min(5.0, trained["seconds"] / 2)
+    assert history == trained["history"]
+    assert {key: store.read_bytes(key) for key in store.list(layout.model_dir(CONTEXT))} == before
+    assert Path(store.url(layout.model(CONTEXT))).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_same_config_gives_the_same_weights_on_cpu(trained: dict[str, Any], tmp_path: Path) -> None:
+    from sd1job.train import train_context
+
+    mapping = make_config(tmp_path / "store")
+    config, store = prepare(mapping)
+    history = train_context(config, store, CONTEXT)
+    assert [e["val_loss"] for e in history["epochs"]] == [e["val_loss"] for e in trained["history"]["epochs"]]
+    for got, want in zip(load_weights(store, config), load_weights(trained["store"], trained["config"]), strict=True):
+        assert np.array_equal(got, want)
+
+
+# --------------------------------------------------------------------------------------------- kill and resume
+
+
+def _train_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "sd1job", "train", "--config", str(config_path), "--context", str(CONTEXT)]
+
+
+def _start(config_path: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with log.open("wb") as out:
+        return subprocess.Popen(_train_command(config_path), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _write_config(tmp_path: Path, name: str, port: int = 0) -> tuple[Path, Config, LocalStore]:
+    # patience above epochs: the run goes to max_epochs, so the kill lands mid-training.
+    mapping = make_config(tmp_path / name, learning_rate=0.01, epochs=7, patience=10)
+    mapping["metrics"] = {"port": port}
+    config, store = prepare(mapping)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    return path, config, store
+
+
+def _checkpoint_epoch(store: LocalStore, config: Config) -> tuple[int, list[dict[str, Any]]]:
+    from sd1job.train import checkpoint_key, decode_checkpoint
+
+    key = checkpoint_key(layout_for(config), CONTEXT)
+    if not store.exists(key):
+        return 0, []
+    state = decode_checkpoint(store.read_bytes(key), key).state
+    return state["epoch"], state["history"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    port = services.free_port()
+    killed_path, killed_config, killed_store = _write_config(tmp_path, "killed", port=port)
+    reference_path, reference_config, reference_store = _write_config(tmp_path, "reference")
+    reference = _start(reference_path, tmp_path / "reference.log")  # runs alongside, uninterrupted
+    victim = _start(killed_path, tmp_path / "killed-1.log")
+    scraped = ""
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and victim.poll() is None:
+            epoch, _ = _checkpoint_epoch(killed_store, killed_config)
+            if epoch >= 1 and not scraped:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    scraped = response.read().decode()
+            if epoch >= 2:
+                break
+            time.sleep(0.05)
+        assert victim.poll() is None, "training ended before it could be killed: " + (tmp_path / "killed-1.log").read_text()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    killed_at, history_at_kill = _checkpoint_epoch(killed_store, killed_config)
+    assert 2 <= killed_at < 7
+    assert not killed_store.exists(layout_for(killed_config).history(CONTEXT))
+
+    # The live /metrics endpoint showed the training while it ran.
+    labels = f'context="{CONTEXT}",run="{RUN_ID}"'
+    assert re.search(rf"^sd1job_epochs_completed\{{{labels}\}} [1-9]", scraped, re.MULTILINE)
+    assert f"sd1job_windows_processed_total{{{labels}}}" in scraped
+    assert f'sd1job_epoch_duration_seconds_bucket{{{labels},le="0.5"}}' in scraped
+    assert f"sd1job_epochs_planned{{{labels}}} 7.0" in scraped
+
+    resumed = subprocess.run(_train_command(killed_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {killed_at}" in resumed.stderr
+    assert reference.wait(timeout=300) == 0, (tmp_path / "reference.log").read_text()
+
+    final = killed_store.read_json(layout_for(killed_config).history(CONTEXT))
+    expected = reference_store.read_json(layout_for(reference_config).history(CONTEXT))
+    # No finished epoch was lost or redone: the first epochs are the checkpoint's, timings included.
+    assert final["epochs"][:killed_at] == history_at_kill
+    assert final["resumed_at_epochs"] == [killed_at]
+    assert final["epochs_run"] == expected["epochs_run"] == 7
+    assert [e["val_loss"] for e in final["epochs"]] == [e["val_loss"] for e in expected["epochs"]]
+    for got, want in zip(
+        load_weights(killed_store, killed_config), load_weights(reference_store, reference_config), strict=True
+    ):
+        assert np.array_equal(got, want)
