@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 
-.PHONY: install lock system-deps test lint bench local-run local-run-s3 clean help
+.PHONY: install lock system-deps test lint bench local-run local-run-s3 demo-data synth-plots clean help
 
 help:
 	@echo "make install    create .venv from requirements.lock (a no-op when up to date)"
@@ -35,8 +35,8 @@ lock:
 	rm -rf .venv-lock
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sd1job tests bench
-	$(VENV)/bin/ruff format --check sd1job tests bench
+	$(VENV)/bin/ruff check sd1job tests bench scripts
+	$(VENV)/bin/ruff format --check sd1job tests bench scripts
 
 SYSTEM_STAMP := $(VENV)/.system-deps
 
@@ -48,7 +48,7 @@ $(SYSTEM_STAMP): scripts/install-system-deps.sh | $(STAMP)
 system-deps: $(SYSTEM_STAMP)
 
 test: $(STAMP) $(SYSTEM_STAMP)
-	$(VENV)/bin/ruff check sd1job tests bench
+	$(VENV)/bin/ruff check sd1job tests bench scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -58,6 +58,14 @@ bench: $(STAMP)
 local-run: $(STAMP)
 	$(PY) -m sd1job synth --config $(CONFIG)
 	$(PY) -m sd1job sweep --config $(CONFIG)
+
+# The demo recordings alone (a no-op when the same settings were already generated).
+demo-data: $(STAMP)
+	$(PY) -m sd1job synth --config $(CONFIG)
+
+# The README's figures of the virtual pedal.
+synth-plots: $(STAMP)
+	$(PY) scripts/plot_synth.py docs/img
 
 # The same through a real S3 server, Pushgateway and Prometheus started on loopback, then stopped.
 local-run-s3: $(STAMP) $(SYSTEM_STAMP)

@@ -27,6 +27,9 @@ from sd1job.store import MissingObjectError, Store, open_store
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
+# A pedal's own phase response moves the correlation peak by a sample or two (0 to 3 on the
+# EGFxSet pedals); only a larger lag is worth a warning. The estimate is always recorded.
+LATENCY_TOLERANCE = 2
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +111,7 @@ def check_pair(dry: Recording, wet: Recording, config: Config) -> tuple[np.ndarr
                 "must be the same length (or set recordings.compensate_latency: true to align and trim them)"
             )
         dry_samples, wet_samples = dry.samples, wet.samples
-        if lag:
+        if abs(lag) > LATENCY_TOLERANCE:
             warnings.append(
                 f"{wet.source}: wet appears {lag} samples behind dry (confidence {confidence:.2f}); "
                 "set recordings.compensate_latency: true to align"
