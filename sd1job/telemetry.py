@@ -53,12 +53,8 @@ WINDOWS_PROCESSED = Counter(
     _TRAIN_LABELS,
     registry=REGISTRY,
 )
-EPOCHS_COMPLETED = Gauge(
-    "sd1job_epochs_completed", "Epochs finished so far.", _TRAIN_LABELS, registry=REGISTRY
-)
-EPOCHS_PLANNED = Gauge(
-    "sd1job_epochs_planned", "Maximum epochs (train.epochs).", _TRAIN_LABELS, registry=REGISTRY
-)
+EPOCHS_COMPLETED = Gauge("sd1job_epochs_completed", "Epochs finished so far.", _TRAIN_LABELS, registry=REGISTRY)
+EPOCHS_PLANNED = Gauge("sd1job_epochs_planned", "Maximum epochs (train.epochs).", _TRAIN_LABELS, registry=REGISTRY)
 WINDOWS_PER_SECOND = Gauge(
     "sd1job_windows_per_second", "Training throughput of the last epoch.", _TRAIN_LABELS, registry=REGISTRY
 )
@@ -71,9 +67,7 @@ TRAIN_COMPLETED = Gauge(
     _TRAIN_LABELS,
     registry=REGISTRY,
 )
-SWEEP_STATUS = Gauge(
-    "sd1job_sweep_status", "Final status of a sweep (value 1).", ("run", "status"), registry=REGISTRY
-)
+SWEEP_STATUS = Gauge("sd1job_sweep_status", "Final status of a sweep (value 1).", ("run", "status"), registry=REGISTRY)
 SWEEP_FINISHED = Gauge(
     "sd1job_sweep_finished_timestamp_seconds", "Unix time at which the sweep ended.", ("run",), registry=REGISTRY
 )

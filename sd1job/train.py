@@ -422,36 +422,30 @@ class _ContextRun:
         if self.early.update(epoch, entry["val_loss"]):
             self.best_weights = self.model.get_weights()
         self.history.append(entry)
+        self.report(entry)  # metrics first: a scrape that sees the checkpoint sees the epoch
         self.store.write_bytes(checkpoint_key(self.layout, self.context), encode_checkpoint(self.checkpoint()))
-        self.report(entry)
+        self.log_epoch(entry)
         self.metrics.push()
         return self.early.should_stop
 
-    def report(self, entry: dict[str, Any], replay: bool = False) -> None:
-        """Account an epoch in the metrics and (live only) log its line."""
-        best = min(e["val_loss"] for e in self.history[: entry["epoch"]])
-        self.metrics.record_epoch(
-            epoch=entry["epoch"],
-            seconds=entry["seconds"],
-            windows=self.train_windows,
-            windows_per_second=entry["windows_per_second"],
-            train_esr=entry["loss"],
-            val_esr=entry["val_loss"],
-            best_val_esr=best,
+    def report(self, entry: dict[str, Any]) -> None:
+        """Account a finished epoch in the metrics (live, or replayed from a checkpoint)."""
+        record_epoch_metrics(self.metrics, self.history[: entry["epoch"]], self.train_windows)
+
+    def log_epoch(self, entry: dict[str, Any]) -> None:
+        """The epoch's progress line."""
+        log.info(
+            "train c%d epoch %d/%d: loss %.5f val_loss %.5f | %.1f s, %s windows/s | best %.5f (epoch %d)",
+            self.context,
+            entry["epoch"],
+            self.config.train.epochs,
+            entry["loss"],
+            entry["val_loss"],
+            entry["seconds"],
+            f"{entry['windows_per_second']:,.0f}",
+            self.early.best_val_loss,
+            self.early.best_epoch,
         )
-        if not replay:
-            log.info(
-                "train c%d epoch %d/%d: loss %.5f val_loss %.5f | %.1f s, %s windows/s | best %.5f (epoch %d)",
-                self.context,
-                entry["epoch"],
-                self.config.train.epochs,
-                entry["loss"],
-                entry["val_loss"],
-                entry["seconds"],
-                f"{entry['windows_per_second']:,.0f}",
-                self.early.best_val_loss,
-                self.early.best_epoch,
-            )
 
     def final_history(self, val_windows: int) -> dict[str, Any]:
         """history.json: per-epoch entries and the run's totals."""
@@ -502,21 +496,26 @@ def _load_checkpoint(store: Store, key: str, fingerprint: str) -> Checkpoint | N
     return checkpoint
 
 
+def record_epoch_metrics(metrics: TrainingMetrics, epochs: list[dict[str, Any]], train_windows: int) -> None:
+    """Account the last of ``epochs`` (history entries so far) in the metrics."""
+    entry = epochs[-1]
+    metrics.record_epoch(
+        epoch=entry["epoch"],
+        seconds=entry["seconds"],
+        windows=train_windows,
+        windows_per_second=entry["windows_per_second"],
+        train_esr=entry["loss"],
+        val_esr=entry["val_loss"],
+        best_val_esr=min(e["val_loss"] for e in epochs),
+    )
+
+
 def _report_finished(history: dict[str, Any], metrics: TrainingMetrics, epochs_planned: int) -> None:
     """Push a finished context's final metrics (an idempotent rerun still shows it done)."""
     metrics.start(epochs_planned)
-    best = math.inf
-    for entry in history.get("epochs", []):
-        best = min(best, entry["val_loss"])
-        metrics.record_epoch(
-            epoch=entry["epoch"],
-            seconds=entry["seconds"],
-            windows=int(history.get("train_windows", 0)),
-            windows_per_second=entry["windows_per_second"],
-            train_esr=entry["loss"],
-            val_esr=entry["val_loss"],
-            best_val_esr=best,
-        )
+    epochs = history.get("epochs", [])
+    for index in range(len(epochs)):
+        record_epoch_metrics(metrics, epochs[: index + 1], int(history.get("train_windows", 0)))
     metrics.completed(history.get("finished_at"))
     metrics.push()
 
@@ -559,7 +558,7 @@ def train_context(
     if checkpoint is not None:
         state.restore(checkpoint)
         for entry in state.history:
-            state.report(entry, replay=True)
+            state.report(entry)
         log.info(
             "train c%d: resuming after epoch %d (best val_loss %.5f at epoch %d)",
             context,
@@ -582,7 +581,13 @@ def train_context(
     start = state.epochs_done
     if start < settings.epochs and not state.early.should_stop:
         train_data = window_dataset(
-            dry, wet, split.train, context, settings.batch_size, shuffle_seed=settings.seed, epochs=(start, settings.epochs)
+            dry,
+            wet,
+            split.train,
+            context,
+            settings.batch_size,
+            shuffle_seed=settings.seed,
+            epochs=(start, settings.epochs),
         )
         val_data = window_dataset(dry, wet, split.val, context, settings.batch_size)
         model.fit(

@@ -152,7 +152,7 @@ def test_dag_is_data_then_train_per_context_then_eval(template: dict[str, Any]) 
     assert set(tasks) == {"data", "train", "eval"}
     assert "depends" not in tasks["data"]
     assert tasks["train"]["depends"] == "data"
-    assert tasks["eval"]["depends"] == "train"
+    assert tasks["eval"]["depends"] == "train.AnySucceeded"  # after every train pod, scoring what trained
     assert tasks["train"]["withParam"] == "{{workflow.parameters.contexts}}"
     assert tasks["train"]["arguments"]["parameters"] == [{"name": "context", "value": "{{item}}"}]
 
