@@ -69,11 +69,11 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def _setup_logging(quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command module imports TensorFlow
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((arg for arg in argv if arg in COMMANDS), None)
     parser = build_parser(selected)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sd1job import infer, scores
+from sd1job import scores
 from sd1job.audio import decode_wav, encode_wav
 from sd1job.config import Config
 from sd1job.data_stage import check_pair
@@ -250,6 +252,8 @@ def evaluate_contexts(
     store: Store, config: Config, contexts: list[int], riffs: list[TestRiff], waveform_riff: str
 ) -> Evaluation:
     """Predict and score every riff with every context's model; write each output WAV as it is made."""
+    from sd1job import infer  # TensorFlow: imported only when there is a model to run
+
     layout = layout_for(config)
     evaluation = Evaluation(rows=[], histories={}, compile_seconds={}, waveform_predictions={})
     keep = {min(contexts), max(contexts)}
@@ -289,6 +293,34 @@ def evaluate_contexts(
 # ---------------------------------------------------------------- the stage
 
 
+def inputs_digest(config: Config, store: Store, contexts: list[int]) -> str:
+    """A hash of everything the results depend on: eval settings, riffs, and each model's history.
+
+    history.json is written last by the train stage and changes whenever its model does, so it
+    stands for the model.
+    """
+    layout = layout_for(config)
+    digest = hashlib.sha256(json.dumps(config.eval.model_dump(), sort_keys=True).encode())
+    keys = [layout.history(context) for context in contexts]
+    for riff in config.recordings.riffs:
+        keys += [riff_dry_key(config, riff), riff_wet_key(config, riff)]
+    for key in keys:
+        digest.update(key.encode())
+        digest.update(hashlib.sha256(store.read_bytes(key)).digest())
+    return digest.hexdigest()[:16]
+
+
+def is_done(config: Config, store: Store) -> bool:
+    """Whether eval/results.json and the report already cover exactly the models finished now."""
+    layout = layout_for(config)
+    if not (store.exists(layout.eval_file("results.json")) and store.exists(layout.eval_file(REPORT))):
+        return False
+    contexts, _ = find_trained(store, layout, config.dataset.contexts)
+    if not contexts:
+        return False
+    return store.read_json(layout.eval_file("results.json")).get("inputs") == inputs_digest(config, store, contexts)
+
+
 def run_eval(config: Config, store: Store) -> dict[str, Any]:
     """Run the eval stage; return the results document (also written to eval/results.json)."""
     layout = layout_for(config)
@@ -322,6 +354,7 @@ def run_eval(config: Config, store: Store) -> dict[str, Any]:
         "summary": summary,
         "reference": reference,
         "missing": missing,
+        "inputs": inputs_digest(config, store, contexts),
     }
     store.write_text(layout.eval_file("results.csv"), to_csv(evaluation.rows, COLUMNS))
     store.write_text(layout.eval_file("summary.csv"), to_csv(summary, (*SUMMARY_COLUMNS, "compile_seconds")))

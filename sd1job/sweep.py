@@ -113,8 +113,11 @@ def run_sweep(config: Config, store: Store, contexts: list[int] | None = None) -
                 f"best val ESR {history.get('best_val_loss', float('nan')):.4f}"
             )
         )
-    log.info(progress.line("eval: scoring every finished context"))
-    evaluate.evaluate_run(config, store)
+    if evaluate.is_done(config, store):
+        log.info(progress.line("eval: results already cover every finished model, skipped"))
+    else:
+        log.info(progress.line("eval: scoring every finished context"))
+        evaluate.run_eval(config, store)
     report = store.url(layout.eval_file("report.html"))
     if progress.failed:
         failed = ", ".join(f"c{n} ({reason})" for n, reason in sorted(progress.failed.items()))

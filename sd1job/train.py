@@ -162,11 +162,16 @@ def training_fingerprint(config: Config, context: int, data_digest: str) -> str:
     """A hash of everything that decides the trained weights: the data, the context, the training settings."""
     relevant = {
         "context": context,
-        "train": config.train.model_dump(exclude=_FINGERPRINT_EXCLUDES),
+        "train": trained_settings(config),
         "data": data_digest,
         "checkpoint_version": CHECKPOINT_VERSION,
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trained_settings(config: Config) -> dict[str, Any]:
+    """The training settings that decide the weights (recorded in history.json, compared on a skip)."""
+    return config.train.model_dump(exclude=_FINGERPRINT_EXCLUDES)
 
 
 def data_digest(*arrays: np.ndarray) -> str:
@@ -466,6 +471,7 @@ class _ContextRun:
             "stop_reason": STOP_EARLY if self.early.should_stop else STOP_MAX_EPOCHS,
             "resumed_at_epochs": self.resumed_at,
             "fingerprint": self.fingerprint,
+            "train_settings": trained_settings(self.config),
             "finished_at": time.time(),
         }
 
@@ -541,6 +547,14 @@ def train_context(
             history.get("best_epoch", 0),
             store.url(layout.model_dir(context)),
         )
+        recorded = history.get("train_settings", {})
+        changed = sorted(k for k, v in trained_settings(config).items() if k in recorded and recorded[k] != v)
+        if changed:
+            log.warning(
+                "train c%d: finished with other train settings (%s differ from the config); use --force to retrain",
+                context,
+                ", ".join(changed),
+            )
         _report_finished(history, metrics, settings.epochs)
         return history
 

@@ -1,4 +1,4 @@
-"""The train stage: learning, early stopping, checkpoints and resume after SIGKILL, idempotence, metrics, determinism."""
+"""The train stage: learning, early stopping, checkpoints, resume after SIGKILL, idempotence, metrics, determinism."""
 
 from __future__ import annotations
 
@@ -338,3 +338,37 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
         load_weights(killed_store, killed_config), load_weights(reference_store, reference_config), strict=True
     ):
         assert np.array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_kill_after_the_last_epoch_finishes_without_training_and_force_retrains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keras
+
+    from sd1job import train
+
+    config, store = prepare(make_config(tmp_path / "store", epochs=2, patience=5))
+    layout = layout_for(config)
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # dies after the last checkpoint, before any final object
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "_write_outputs", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_context(config, store, CONTEXT)
+    assert store.list(layout.model_dir(CONTEXT)) == [train.checkpoint_key(layout, CONTEXT)]
+
+    def no_fit(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a checkpoint of the last epoch needs no more training")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "fit", no_fit)
+        history = train.train_context(config, store, CONTEXT)
+    assert history["epochs_run"] == 2 and history["resumed_at_epochs"] == [2]
+    assert train.is_finished(store, layout, CONTEXT)
+
+    forced = train.train_context(config, store, CONTEXT, force=True)
+    assert forced["resumed_at_epochs"] == [] and forced["finished_at"] > history["finished_at"]
+    assert [e["val_loss"] for e in forced["epochs"]] == [e["val_loss"] for e in history["epochs"]]
