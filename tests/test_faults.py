@@ -129,3 +129,116 @@ def test_killed_data_stage_rerun_gives_the_same_outputs(tmp_path: Path) -> None:
     assert outputs["killed"].keys() == outputs["clean"].keys()
     for key, data in outputs["clean"].items():
         assert outputs["killed"][key] == data, key
+
+
+def _train_config(root: Path, contexts: list[int], epochs: int = 4) -> object:
+    return small_config(
+        str(root),
+        dataset__contexts=contexts,
+        dataset__pairs=800,
+        train={"epochs": epochs, "patience": epochs, "batch_size": 64, "lstm_units": 8},
+    )
+
+
+@pytest.mark.slow
+def test_ten_trainers_at_once_against_one_s3_store(s3_server: services.S3Server, tmp_path: Path) -> None:
+    bucket = f"c-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", **_client_args(s3_server)).create_bucket(Bucket=bucket)
+    contexts = [4 * k for k in range(1, 11)]
+    config = _train_config(tmp_path, contexts, epochs=2)
+    config.store = f"s3://{bucket}/shared"
+    env_backup = dict(os.environ)
+    os.environ.update(s3_server.client_env)
+    try:
+        store = open_store(config.store)
+        write_toy_recordings(store, config, seconds=2.0)
+        from sd1job.data_stage import run_data
+
+        run_data(config, store)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config.to_yaml())
+    env = job_env(s3_server.client_env)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sd1job", "train", "--config", str(config_file), "--context", str(n), "-q"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for n in contexts
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 10, outputs
+    keys = _objects(s3_server, bucket, "shared/runs/test-run/models/")
+    for n in contexts:
+        mine = [k for k in keys if f"/models/c{n}/" in k]
+        assert any(k.endswith("model.keras") for k in mine) and any(k.endswith("history.json") for k in mine)
+    client = boto3.client("s3", **_client_args(s3_server))
+    for n in contexts:
+        body = client.get_object(Bucket=bucket, Key=f"shared/runs/test-run/models/c{n}/history.json")["Body"].read()
+        history = __import__("json").loads(body)
+        assert history["context"] == n, "another context's history landed here"
+        assert history["epochs_run"] == 2
+
+
+def _run_until(config_file: Path, condition: object, timeout: float = 300) -> int:
+    """Start `train`, SIGKILL it as soon as ``condition()`` is true; return the process's status."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sd1job", "train", "--config", str(config_file), "--context", "8", "-q"],
+        cwd=REPO,
+        env=job_env({}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    return process.wait()
+
+
+@pytest.mark.slow
+def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_path: Path) -> None:
+    import json
+    import random
+
+    epochs = 6
+    results = {}
+    for name in ("clean", "killed"):
+        root = tmp_path / name
+        config = _train_config(root, [8], epochs=epochs)
+        write_toy_recordings(LocalStore(root), config, seconds=2.0)
+        from sd1job.data_stage import run_data
+
+        run_data(config, LocalStore(root))
+        config_file = tmp_path / f"{name}.yaml"
+        config_file.write_text(config.to_yaml())
+        model_dir = root / "runs/test-run/models/c8"
+        if name == "killed":
+            rng = random.Random(25)
+            kills = 0
+            # 1: during a checkpoint write (its temp file exists); 2-3: at random moments mid-training.
+            status = _run_until(config_file, lambda d=model_dir: any(d.glob("checkpoint/.checkpoint.npz.*.tmp")))
+            kills += status == -signal.SIGKILL
+            for _ in range(2):
+                start = time.monotonic()
+                delay = rng.uniform(4.0, 9.0)
+                status = _run_until(config_file, lambda s=start, d=delay: time.monotonic() - s > d)
+                kills += status == -signal.SIGKILL
+            assert kills >= 2, "the trainer finished before it could be killed"
+        result = run_job(["train", "--config", str(config_file), "--context", "8"], job_env({}))
+        assert result.returncode == 0, result.stdout + result.stderr
+        history = json.loads((model_dir / "history.json").read_text())
+        results[name] = history
+        assert [e["epoch"] for e in history["epochs"]] == list(range(1, epochs + 1))
+    assert results["killed"]["epochs_run"] == results["clean"]["epochs_run"] == epochs
+    for clean, killed in zip(results["clean"]["epochs"], results["killed"]["epochs"], strict=True):
+        assert killed["loss"] == pytest.approx(clean["loss"], rel=1e-5)
+        assert killed["val_loss"] == pytest.approx(clean["val_loss"], rel=1e-5)
