@@ -1,0 +1,100 @@
+"""Credentials stay secret: never logged, never written into results, manifests or the report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from sd1job.data_stage import run_data
+from sd1job.store import open_store
+from tests import services
+from tests.helpers import small_config, write_toy_recordings
+
+REPO = Path(__file__).resolve().parents[1]
+SECRETS = (services.TEST_ACCESS_KEY, services.TEST_SECRET_KEY)
+
+
+@pytest.mark.slow
+def test_a_whole_run_on_s3_never_reveals_the_credentials(s3_server: services.S3Server, tmp_path: Path) -> None:
+    bucket = f"s-{uuid.uuid4().hex[:10]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        aws_access_key_id=services.TEST_ACCESS_KEY,
+        aws_secret_access_key=services.TEST_SECRET_KEY,
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=bucket)
+    config = small_config(f"s3://{bucket}/exp", dataset__contexts=[8], train={"epochs": 1, "lstm_units": 8})
+    saved = dict(os.environ)
+    os.environ.update(s3_server.client_env)
+    try:
+        store = open_store(config.store)
+        write_toy_recordings(store, config, seconds=2.0)
+        run_data(config, store)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config.to_yaml())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SD1JOB_", "AWS_"))}
+    env.update(s3_server.client_env, PYTHONPATH=str(REPO))
+    transcript = []
+    for args in (["train", "--context", "8"], ["eval"], ["data", "--force"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "sd1job", args[0], "--config", str(config_file), *args[1:]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        transcript.append(result.stdout + result.stderr)
+    # A refused key must not echo the secret either.
+    bad = subprocess.run(
+        [sys.executable, "-m", "sd1job", "data", "--config", str(config_file), "--force"],
+        cwd=REPO,
+        env={**env, "AWS_SECRET_ACCESS_KEY": SECRETS[1] + "x", "AWS_MAX_ATTEMPTS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    transcript.append(bad.stdout + bad.stderr)
+
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert any(k.endswith("report.html") for k in keys) and any(k.endswith("results.json") for k in keys)
+    for key in keys:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for secret in SECRETS:
+            assert secret.encode() not in body, f"{secret!r} found in {key}"
+    for text in transcript:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def test_no_credentials_in_the_repository_manifests() -> None:
+    # Manifests, workflow and image carry references to a Secret, never values.
+    for path in [*(REPO / "k8s").rglob("*.y*ml"), *(REPO / "argo").rglob("*.y*ml"), REPO / "Dockerfile"]:
+        text = path.read_text()
+        for secret in SECRETS:
+            assert secret not in text, path
+
+
+def test_the_cluster_install_carries_no_secret_values() -> None:
+    import yaml
+
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "k8s")], capture_output=True, text=True, check=True
+    ).stdout
+    assert not [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") == "Secret"]
+    example = yaml.safe_load((REPO / "k8s" / "secret.example.yaml").read_text())
+    assert example["metadata"]["name"] == "sd1job-s3"
+    assert all(value.startswith("REPLACE-WITH-") for value in example["stringData"].values())
