@@ -18,8 +18,10 @@ working memory is O(B * u + n) for a riff of any length.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +69,10 @@ def load_model_bytes(data: bytes, source: str) -> Any:
             file.write(data)
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, KeyError...
-        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        # Keras names the temp file it was given; the user knows the model by its store key.
+        detail = " ".join(str(error).replace(path, "the file").split())[:200] or type(error).__name__
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            detail = "not a .keras zip archive"
         raise ModelFileError(f"{source}: not a readable Keras model file ({detail})") from None
     finally:
         os.unlink(path)

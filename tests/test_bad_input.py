@@ -60,6 +60,41 @@ def nan_samples() -> bytes:
     return wav(signal, subtype="FLOAT")
 
 
+HISTORY = {
+    "epochs_run": 1,
+    "best_epoch": 1,
+    "total_seconds": 1.0,
+    "seconds_per_epoch": 1.0,
+    "stop_reason": "max_epochs",
+    "epochs": [{"epoch": 1, "loss": 0.5, "val_loss": 0.5}],
+}
+
+
+def trained_model(context_in_file: int | None) -> Callable[[LocalStore], None]:
+    """Put a finished c8 model in place: built for ``context_in_file`` samples, or garbage bytes if None."""
+
+    def apply(store: LocalStore) -> None:
+        import json
+        import tempfile
+
+        from sd1job.data_stage import run_data
+        from tests.helpers import small_config as config_for
+
+        run_data(config_for(str(store.root)), store)
+        if context_in_file is None:
+            store.write_bytes("runs/test-run/models/c8/model.keras", b"PK\x03\x04 not really a keras archive")
+        else:
+            from sd1job.model import build_model
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.keras"
+                build_model(context_in_file, 8, 0.001).save(path)
+                store.write_bytes("runs/test-run/models/c8/model.keras", path.read_bytes())
+        store.write_text("runs/test-run/models/c8/history.json", json.dumps(HISTORY))
+
+    return apply
+
+
 @dataclass
 class Case:
     """One bad input: how to break the store and/or config, which command, what the message says."""
@@ -107,6 +142,19 @@ CASES = [
         "store key with ..",
         "has an empty, '.' or '..' segment",
         config_change={"recordings": {"train": {"dry": "../outside/d.wav", "wet": WET}}},
+    ),
+    # models
+    Case(
+        "corrupted model file at eval",
+        "c8/model.keras: not a readable Keras model file (not a .keras zip archive)",
+        trained_model(None),
+        command=("eval",),
+    ),
+    Case(
+        "model built for another context",
+        "c8/model.keras: model input shape is (None, 16, 1), expected (None, 8, 1)",
+        trained_model(16),
+        command=("eval",),
     ),
     Case(
         "train before data",
