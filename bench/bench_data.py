@@ -16,13 +16,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import print_table, save_results, timed_peak  # noqa: E402
-from sd1job.audio import encode_wav  # noqa: E402
-from sd1job.config import config_from_mapping  # noqa: E402
-from sd1job.data_stage import load_training_audio, run_data  # noqa: E402
-from sd1job.dataset import gather_windows, make_split  # noqa: E402
-from sd1job.layout import layout_for  # noqa: E402
-from sd1job.store import LocalStore  # noqa: E402
+from bench.common import print_table, save_results, timed_peak
+from sd1job.audio import encode_wav
+from sd1job.config import config_from_mapping
+from sd1job.data_stage import load_training_audio, run_data
+from sd1job.dataset import gather_windows, make_split
+from sd1job.layout import layout_for
+from sd1job.store import LocalStore
 
 SECONDS = 180
 RATE = 44100

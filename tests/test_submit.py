@@ -228,7 +228,10 @@ def test_template_not_installed(monkeypatch, capsys) -> None:
     for fake in _start(monkeypatch, templates={}):
         status, _, err = run_cli(submit_argv(), capsys)
         assert_one_line_error(
-            status, err, "the WorkflowTemplate sd1job-sweep is not installed in namespace sd1job", "argo template create"
+            status,
+            err,
+            "the WorkflowTemplate sd1job-sweep is not installed in namespace sd1job",
+            "argo template create",
         )
         assert "POST /api/v1/workflows/sd1job" not in fake.paths
 
