@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
+# Contexts trained at once by `make local-run` (one single-threaded trainer per core).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: install lock system-deps test lint bench local-run local-run-s3 demo-data synth-plots clean help
 
@@ -57,7 +59,7 @@ bench: $(STAMP)
 # The whole sweep on this machine with the built-in demo data (synth skips recordings already there).
 local-run: $(STAMP)
 	$(PY) -m sd1job synth --config $(CONFIG)
-	$(PY) -m sd1job sweep --config $(CONFIG)
+	$(PY) -m sd1job sweep --config $(CONFIG) --jobs $(JOBS)
 
 # The demo recordings alone (a no-op when the same settings were already generated).
 demo-data: $(STAMP)

@@ -58,7 +58,8 @@ def main() -> int:
         }
         python = [sys.executable, "-m", "sd1job"]
         subprocess.run([*python, "synth", "--config", args.config, *args.synth_args.split()], env=env, check=True)
-        subprocess.run([*python, "sweep", "--config", args.config], env=env, check=True)
+        jobs = str(os.cpu_count() or 1)
+        subprocess.run([*python, "sweep", "--config", args.config, "--jobs", jobs], env=env, check=True)
 
         print("\nwhat Prometheus scraped from the Pushgateway:")
         for series in services.wait_for_query(prometheus.url, "sd1job_epochs_completed"):

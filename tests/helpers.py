@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 
 from sd1job.audio import encode_wav
@@ -63,3 +68,39 @@ def small_config(store: str, **overrides: object) -> Config:
         else:
             data[section] = value
     return config_from_mapping(data)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (for in-process code that reads AWS_* settings)."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def job_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a `python -m sd1job` subprocess: no stray SD1JOB_/AWS_ settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SD1JOB_", "AWS_"))}
+    env.update(extra)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def prepare_run(config: Config, config_file: Path, env: dict[str, str], seconds: float = 2.0) -> Path:
+    """Write toy recordings and the data stage's datasets for ``config`` (store settings from ``env``)."""
+    from sd1job.data_stage import run_data
+    from sd1job.store import open_store
+
+    with environment(env):
+        store = open_store(config.store)
+        write_toy_recordings(store, config, seconds=seconds)
+        run_data(config, store)
+    config_file.write_text(config.to_yaml())
+    return config_file

@@ -20,16 +20,9 @@ import pytest
 
 from sd1job.store import LocalStore, open_store
 from tests import services
-from tests.helpers import small_config, write_toy_recordings
+from tests.helpers import job_env, prepare_run, small_config, write_toy_recordings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def job_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SD1JOB_", "AWS_"))}
-    env.update(extra)
-    env["PYTHONPATH"] = str(REPO)
-    return env
 
 
 def run_job(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -147,19 +140,7 @@ def test_ten_trainers_at_once_against_one_s3_store(s3_server: services.S3Server,
     contexts = [4 * k for k in range(1, 11)]
     config = _train_config(tmp_path, contexts, epochs=2)
     config.store = f"s3://{bucket}/shared"
-    env_backup = dict(os.environ)
-    os.environ.update(s3_server.client_env)
-    try:
-        store = open_store(config.store)
-        write_toy_recordings(store, config, seconds=2.0)
-        from sd1job.data_stage import run_data
-
-        run_data(config, store)
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(config.to_yaml())
+    config_file = prepare_run(config, tmp_path / "config.yaml", s3_server.client_env)
     env = job_env(s3_server.client_env)
     processes = [
         subprocess.Popen(

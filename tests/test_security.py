@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -11,10 +10,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sd1job.data_stage import run_data
-from sd1job.store import open_store
 from tests import services
-from tests.helpers import small_config, write_toy_recordings
+from tests.helpers import job_env, prepare_run, small_config
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = (services.TEST_ACCESS_KEY, services.TEST_SECRET_KEY)
@@ -32,19 +29,8 @@ def test_a_whole_run_on_s3_never_reveals_the_credentials(s3_server: services.S3S
     )
     client.create_bucket(Bucket=bucket)
     config = small_config(f"s3://{bucket}/exp", dataset__contexts=[8], train={"epochs": 1, "lstm_units": 8})
-    saved = dict(os.environ)
-    os.environ.update(s3_server.client_env)
-    try:
-        store = open_store(config.store)
-        write_toy_recordings(store, config, seconds=2.0)
-        run_data(config, store)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(config.to_yaml())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SD1JOB_", "AWS_"))}
-    env.update(s3_server.client_env, PYTHONPATH=str(REPO))
+    config_file = prepare_run(config, tmp_path / "config.yaml", s3_server.client_env)
+    env = job_env(s3_server.client_env)
     transcript = []
     for args in (["train", "--context", "8"], ["eval"], ["data", "--force"]):
         result = subprocess.run(
