@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
+# Demo recordings for the local profile: 3 minutes of training audio, 1-second test riffs (sliding-
+# window inference costs n LSTM steps per output sample, so riff length drives eval time on a CPU).
+SYNTH_ARGS ?= --riff-seconds 1
 # Contexts trained at once by `make local-run` (one single-threaded trainer per core).
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
@@ -58,12 +61,12 @@ bench: $(STAMP)
 
 # The whole sweep on this machine with the built-in demo data (synth skips recordings already there).
 local-run: $(STAMP)
-	$(PY) -m sd1job synth --config $(CONFIG)
+	$(PY) -m sd1job synth --config $(CONFIG) $(SYNTH_ARGS)
 	$(PY) -m sd1job sweep --config $(CONFIG) --jobs $(JOBS)
 
 # The demo recordings alone (a no-op when the same settings were already generated).
 demo-data: $(STAMP)
-	$(PY) -m sd1job synth --config $(CONFIG)
+	$(PY) -m sd1job synth --config $(CONFIG) $(SYNTH_ARGS)
 
 # The README's figures of the virtual pedal.
 synth-plots: $(STAMP)

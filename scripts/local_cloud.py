@@ -29,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/local.yaml")
     parser.add_argument("--out", default="runs-store-s3", help="local copy of the run's eval/ folder")
-    parser.add_argument("--synth-args", default="", help="extra options for `sd1job synth`")
+    parser.add_argument("--synth-args", default="--riff-seconds 1", help="options for `sd1job synth`")
     args = parser.parse_args()
 
     import boto3

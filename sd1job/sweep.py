@@ -62,11 +62,11 @@ class SweepProgress:
         seconds = np.array(list(self.train_seconds.values()))
         finished = set(self.done) | set(self.skipped) | set(self.failed)
         remaining = np.array([n for n in self.contexts if n not in finished], dtype=float)
-        if len(sizes) >= 2 and np.ptp(sizes) > 0:
+        estimates = remaining * float(seconds.sum() / sizes.sum())  # proportional to n
+        if len(sizes) >= 3 and np.ptp(sizes) > 0:
             slope, intercept = np.polyfit(sizes, seconds, 1)
-            estimates = np.maximum(intercept + slope * remaining, 0.0)
-        else:
-            estimates = remaining * float(seconds.sum() / sizes.sum())
+            if slope > 0 and intercept >= 0:  # a fit from few noisy points can be nonsense
+                estimates = intercept + slope * remaining
         return float(estimates.sum()) / self.jobs
 
     def line(self, message: str) -> str:

@@ -236,3 +236,36 @@ def test_run_variable_lists_the_pushed_run(prometheus: services.Service, pushed_
     assert variable["query"]["query"] == "label_values(sd1job_epochs_planned, run)"
     runs = {series["metric"]["run"] for series in services.prometheus_query(prometheus.url, "sd1job_epochs_planned")}
     assert pushed_run in runs
+
+
+@pytest.mark.slow
+def test_every_query_has_data_after_a_real_training_run(
+    pushgateway: services.Service, prometheus: services.Service, tmp_path: Path
+) -> None:
+    """The real train stage and the real push-status command feed every panel of the dashboard."""
+    from sd1job import cli
+    from sd1job.store import open_store
+    from sd1job.train import train_context
+    from tests.helpers import prepare_run, small_config
+
+    run = f"real-{uuid.uuid4().hex[:8]}"
+    config = small_config(
+        str(tmp_path / "store"),
+        run_id=run,
+        dataset__contexts=[32],
+        dataset__pairs=16_000,
+        train={"epochs": 4, "patience": 4, "lstm_units": 16},
+        metrics={"pushgateway": pushgateway.url},
+    )
+    config_file = prepare_run(config, tmp_path / "config.yaml", {}, seconds=4.0)
+    history = train_context(config, open_store(config.store), 32)
+    assert history["epochs_run"] == 4
+    assert cli.main(["push-status", "--config", str(config_file), "--status", "Succeeded"]) == 0
+    wait_until(prometheus.url, f'sd1job_epochs_completed{{run="{run}"}} == 4', lambda r: len(r) == 1)
+    wait_until(prometheus.url, f'sd1job_sweep_status{{run="{run}"}}', lambda r: len(r) == 1)
+    empty = [
+        where
+        for where, expr in queries(load_dashboard()).items()
+        if not services.wait_for_query(prometheus.url, with_run(expr, run), timeout=10)
+    ]
+    assert empty == []
