@@ -19,7 +19,8 @@ ESR_EPSILON = 1e-10
 @keras.saving.register_keras_serializable(package="sd1job")
 def esr_loss(y_true: Any, y_pred: Any) -> Any:
     """Error-to-signal ratio of a batch: sum((y - y_hat)^2) / (sum(y^2) + eps)."""
-    y_true = ops.cast(y_true, y_pred.dtype)
+    # Reshape so (b,) targets against (b, 1) predictions compare sample by sample, not broadcast.
+    y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
     error = ops.sum(ops.square(y_true - y_pred))
     energy = ops.sum(ops.square(y_true))
     return error / (energy + ESR_EPSILON)

@@ -167,10 +167,10 @@ def test_ten_trainers_at_once_against_one_s3_store(s3_server: services.S3Server,
         assert history["epochs_run"] == 2
 
 
-def _run_until(config_file: Path, condition: object, timeout: float = 300) -> int:
-    """Start `train`, SIGKILL it as soon as ``condition()`` is true; return the process's status."""
+def _run_until(args: list[str], condition: object, timeout: float = 300) -> int:
+    """Start `python -m sd1job ARGS`, SIGKILL it as soon as ``condition()`` is true; return its status."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "sd1job", "train", "--config", str(config_file), "--context", "8", "-q"],
+        [sys.executable, "-m", "sd1job", *args, "-q"],
         cwd=REPO,
         env=job_env({}),
         stdout=subprocess.DEVNULL,
@@ -202,16 +202,17 @@ def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_pa
         config_file = tmp_path / f"{name}.yaml"
         config_file.write_text(config.to_yaml())
         model_dir = root / "runs/test-run/models/c8"
+        train = ["train", "--config", str(config_file), "--context", "8"]
         if name == "killed":
             rng = random.Random(25)
             kills = 0
             # 1: during a checkpoint write (its temp file exists); 2-3: at random moments mid-training.
-            status = _run_until(config_file, lambda d=model_dir: any(d.glob("checkpoint/.checkpoint.npz.*.tmp")))
+            status = _run_until(train, lambda d=model_dir: any(d.glob("checkpoint/.checkpoint.npz.*.tmp")))
             kills += status == -signal.SIGKILL
             for _ in range(2):
                 start = time.monotonic()
                 delay = rng.uniform(4.0, 9.0)
-                status = _run_until(config_file, lambda s=start, d=delay: time.monotonic() - s > d)
+                status = _run_until(train, lambda s=start, d=delay: time.monotonic() - s > d)
                 kills += status == -signal.SIGKILL
             assert kills >= 2, "the trainer finished before it could be killed"
         result = run_job(["train", "--config", str(config_file), "--context", "8"], job_env({}))
@@ -223,3 +224,39 @@ def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_pa
     for clean, killed in zip(results["clean"]["epochs"], results["killed"]["epochs"], strict=True):
         assert killed["loss"] == pytest.approx(clean["loss"], rel=1e-5)
         assert killed["val_loss"] == pytest.approx(clean["val_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_killed_eval_rerun_gives_the_same_outputs(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    from sd1job.train import train_context
+
+    root = tmp_path / "store"
+    config = _train_config(root, [8, 16], epochs=2)
+    config_file = prepare_run(config, tmp_path / "config.yaml", {}, seconds=2.0)
+    store = LocalStore(root)
+    for context in (8, 16):
+        train_context(config, store, context)
+    eval_dir = root / "runs/test-run/eval"
+
+    assert run_job(["eval", "--config", str(config_file)], job_env({})).returncode == 0
+    clean = {p.relative_to(eval_dir): p.read_bytes() for p in eval_dir.rglob("*.wav")}
+    clean_rows = (eval_dir / "results.csv").read_text()
+    for path in sorted(eval_dir.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+
+    outputs = eval_dir / "audio" / "c8"
+    status = _run_until(["eval", "--config", str(config_file)], lambda: outputs.is_dir() and any(outputs.iterdir()))
+    assert status == -signal.SIGKILL, "eval finished before it could be killed"
+    assert not (eval_dir / "report.html").exists()
+    assert run_job(["eval", "--config", str(config_file)], job_env({})).returncode == 0
+    again = {p.relative_to(eval_dir): p.read_bytes() for p in eval_dir.rglob("*.wav")}
+    assert again == clean
+
+    def scores(text: str) -> list[tuple[str, ...]]:
+        columns = ("context", "riff", "esr", "esr_pre", "mse", "mae", "stft", "epochs_run", "best_epoch")
+        return [tuple(row[c] for c in columns) for row in csv.DictReader(io.StringIO(text))]
+
+    assert scores((eval_dir / "results.csv").read_text()) == scores(clean_rows)
