@@ -469,9 +469,7 @@ def test_sweep_file_loading(tmp_path: Path) -> None:
 
 def test_the_repositorys_sweep_file_submits(fake: FakeArgoServer) -> None:
     """argo/sweep.yaml itself: its Workflow is accepted by the SDK's models and the fake server."""
-    path = REPO_ROOT / "sd1job" / "sweep.yaml"
-    if not path.is_file():
-        pytest.skip("argo/sweep.yaml is not in this checkout yet")
+    path = REPO_ROOT / "argo" / "sweep.yaml"
     sweep = submit.load_sweep_file(path)
     assert sweep.template is not None, "argo/sweep.yaml should define the WorkflowTemplate its Workflow references"
     declared = submit.declared_parameters(sweep.template)
