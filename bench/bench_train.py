@@ -232,7 +232,11 @@ def main() -> int:
             "speedup_vs_baseline": speedup,
             "cpu_efficiency_vs_baseline": efficiency,
             "per_step_time_growth_440_vs_44": growth,
-            "concurrent_trainers_440": {"processes": cores, "windows_per_second": sweep_rate, "vs_baseline": sweep_ratio},
+            "concurrent_trainers_440": {
+                "processes": cores,
+                "windows_per_second": sweep_rate,
+                "vs_baseline": sweep_ratio,
+            },
             "target_met_440": speedup["440"] >= 2.0,
             "seconds": time.perf_counter() - started,
         },
