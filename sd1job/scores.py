@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Same value as sd1job.model.ESR_EPSILON (the training loss): far below any audible signal's energy.
+# The epsilon of every ESR here and of the training loss (sd1job.model). The seed used 1e-50,
+# which is 0 in float32, so a silent batch gave inf or NaN. 1e-10 is a normal float32 far below
+# the energy of any audible batch (64 samples at -100 dBFS sum to 6e-9).
 ESR_EPSILON = 1e-10
 # Floor on STFT magnitudes before the logarithm (auraloss clamps the squared magnitude at 1e-8).
 MAGNITUDE_FLOOR = 1e-4

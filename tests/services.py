@@ -221,11 +221,17 @@ def prometheus_query(url: str, query: str) -> list[dict]:
     return payload["data"]["result"]
 
 
-def wait_for_query(url: str, query: str, timeout: float = 20.0) -> list[dict]:
-    """Poll a PromQL query until it returns data (the first scrape after a push)."""
+def wait_for_query(url: str, query: str, timeout: float = 20.0, until=bool) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Poll a PromQL query until ``until(result)`` holds (by default: any data, the first scrape after
+    a push) or ``timeout`` passes; a Prometheus still starting (503) is waited for."""
     deadline = time.monotonic() + timeout
     while True:
-        result = prometheus_query(url, query)
-        if result or time.monotonic() > deadline:
+        try:
+            result = prometheus_query(url, query)
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+            result = []
+        if until(result) or time.monotonic() > deadline:
             return result
-        time.sleep(0.5)
+        time.sleep(0.3)

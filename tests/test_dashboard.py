@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import uuid
 from pathlib import Path
 from typing import Any
@@ -152,18 +151,8 @@ def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
 
 
 def wait_until(prometheus: str, query: str, predicate, timeout: float = 30.0) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    """Poll ``query`` until ``predicate(result)``; a Prometheus still starting (503) is waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = services.prometheus_query(prometheus, query)
-        except urllib.error.HTTPError as error:
-            if error.code != 503 or time.monotonic() > deadline:
-                raise
-            result = []
-        if predicate(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
+    """Poll ``query`` until ``predicate(result)``."""
+    return services.wait_for_query(prometheus, query, timeout=timeout, until=predicate)
 
 
 @pytest.fixture(scope="module")
