@@ -129,8 +129,14 @@ def test_push_status_reaches_pushgateway_and_prometheus(
     statuses = {k: v for k, v in series(text, "sd1job_sweep_status").items() if f'run="{run}"' in k}
     assert statuses == {f'instance="",job="sd1job-sweep",run="{run}",status="Succeeded"': 1.0}  # the retry replaced it
     assert series(text, "sd1job_sweep_finished_timestamp_seconds")[f'instance="",job="sd1job-sweep",run="{run}"'] > 0
-    result = services.wait_for_query(prometheus.url, f'sd1job_sweep_status{{run="{run}",job="sd1job-sweep"}}')
-    assert [(r["metric"]["status"], r["value"][1]) for r in result] == [("Succeeded", "1")]
+
+    # A scrape between the two pushes may have seen "Failed"; wait for the scrape after the retry.
+    def statuses_seen(result: list[dict]) -> list[tuple[str, str]]:
+        return [(r["metric"]["status"], r["value"][1]) for r in result]
+
+    query = f'sd1job_sweep_status{{run="{run}",job="sd1job-sweep"}}'
+    result = services.wait_for_query(prometheus.url, query, until=lambda r: statuses_seen(r) == [("Succeeded", "1")])
+    assert statuses_seen(result) == [("Succeeded", "1")]
 
 
 def test_push_status_fails_clearly_without_a_pushgateway(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

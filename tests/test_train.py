@@ -218,8 +218,14 @@ def test_metrics_reach_a_real_pushgateway_and_prometheus(
     assert pushgateway_series(pushgateway.url, "sd1job_train_completed_timestamp_seconds")[labels] > 0
     count = pushgateway_series(pushgateway.url, "sd1job_epoch_duration_seconds_count")[labels]
     assert count == history["epochs_run"]
-    result = services.wait_for_query(prometheus.url, f'sd1job_val_esr{{run="{RUN_ID}",context="{CONTEXT}"}}')
-    assert result and float(result[0]["value"][1]) == pytest.approx(history["epochs"][-1]["val_loss"])
+    # Prometheus may still hold an earlier epoch's scrape: wait for the scrape of the final push.
+    last_val = history["epochs"][-1]["val_loss"]
+    result = services.wait_for_query(
+        prometheus.url,
+        f'sd1job_val_esr{{run="{RUN_ID}",context="{CONTEXT}"}}',
+        until=lambda r: bool(r) and float(r[0]["value"][1]) == pytest.approx(last_val),
+    )
+    assert result and float(result[0]["value"][1]) == pytest.approx(last_val)
 
 
 @pytest.mark.slow
