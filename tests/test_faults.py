@@ -185,6 +185,28 @@ def _run_until(args: list[str], condition: object, timeout: float = 300) -> int:
     return process.wait()
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _after_next_write(path: Path, pause: float) -> object:
+    """A condition that turns true ``pause`` seconds after ``path`` is next replaced."""
+    before = _mtime(path)
+    moment: list[float] = []
+
+    def condition() -> bool:
+        if not moment:
+            if _mtime(path) not in (before, None):
+                moment.append(time.monotonic() + pause)
+            return False
+        return time.monotonic() >= moment[0]
+
+    return condition
+
+
 @pytest.mark.slow
 def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_path: Path) -> None:
     import json
@@ -206,15 +228,15 @@ def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_pa
         if name == "killed":
             rng = random.Random(25)
             kills = 0
-            # 1: during a checkpoint write (its temp file exists); 2-3: at random moments mid-training.
+            # 1: during a checkpoint write (its temp file exists); 2-3: at a random moment of the epoch
+            # after the next checkpoint (a seeded pause of up to 0.3 s after it lands).
             status = _run_until(train, lambda d=model_dir: any(d.glob("checkpoint/.checkpoint.npz.*.tmp")))
             kills += status == -signal.SIGKILL
             for _ in range(2):
-                start = time.monotonic()
-                delay = rng.uniform(4.0, 9.0)
-                status = _run_until(train, lambda s=start, d=delay: time.monotonic() - s > d)
+                checkpoint = model_dir / "checkpoint" / "checkpoint.npz"
+                status = _run_until(train, _after_next_write(checkpoint, rng.uniform(0.0, 0.3)))
                 kills += status == -signal.SIGKILL
-            assert kills >= 2, "the trainer finished before it could be killed"
+            assert kills == 3, "the trainer finished before it could be killed"
         result = run_job(["train", "--config", str(config_file), "--context", "8"], job_env({}))
         assert result.returncode == 0, result.stdout + result.stderr
         history = json.loads((model_dir / "history.json").read_text())
