@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +93,13 @@ def job_env(extra: dict[str, str]) -> dict[str, str]:
     env.update(extra)
     env["PYTHONPATH"] = str(REPO)
     return env
+
+
+def run_job(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `python -m sd1job ARGS` to completion with ``env``; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "sd1job", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def prepare_run(config: Config, config_file: Path, env: dict[str, str], seconds: float = 2.0) -> Path:

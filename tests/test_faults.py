@@ -20,15 +20,9 @@ import pytest
 
 from sd1job.store import LocalStore, open_store
 from tests import services
-from tests.helpers import job_env, prepare_run, small_config, write_toy_recordings
+from tests.helpers import job_env, prepare_run, run_job, small_config, write_toy_recordings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_job(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sd1job", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import boto3
 import pytest
 
 from tests import services
-from tests.helpers import job_env, prepare_run, small_config
+from tests.helpers import job_env, prepare_run, run_job, small_config
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = (services.TEST_ACCESS_KEY, services.TEST_SECRET_KEY)
@@ -33,23 +32,13 @@ def test_a_whole_run_on_s3_never_reveals_the_credentials(s3_server: services.S3S
     env = job_env(s3_server.client_env)
     transcript = []
     for args in (["train", "--context", "8"], ["eval"], ["data", "--force"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "sd1job", args[0], "--config", str(config_file), *args[1:]],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = run_job([args[0], "--config", str(config_file), *args[1:]], env, timeout=600)
         assert result.returncode == 0, result.stderr
         transcript.append(result.stdout + result.stderr)
     # A refused key must not echo the secret either.
-    bad = subprocess.run(
-        [sys.executable, "-m", "sd1job", "data", "--config", str(config_file), "--force"],
-        cwd=REPO,
-        env={**env, "AWS_SECRET_ACCESS_KEY": SECRETS[1] + "x", "AWS_MAX_ATTEMPTS": "1"},
-        capture_output=True,
-        text=True,
+    bad = run_job(
+        ["data", "--config", str(config_file), "--force"],
+        {**env, "AWS_SECRET_ACCESS_KEY": SECRETS[1] + "x", "AWS_MAX_ATTEMPTS": "1"},
         timeout=120,
     )
     assert bad.returncode == 2

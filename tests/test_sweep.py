@@ -17,6 +17,7 @@ import yaml
 from sd1job.config import load_config
 from sd1job.store import LocalStore
 from sd1job.synth.capture import write_demo_recordings
+from tests.helpers import job_env
 
 REPO = Path(__file__).resolve().parents[1]
 # The local profile, shrunk so the suite stays quick: three contexts spanning the range.
@@ -40,12 +41,10 @@ def tiny_profile(tmp_path: Path, name: str) -> Path:
 
 
 def sweep(config: Path, **popen: object) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SD1JOB_")}
-    env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen(
         [sys.executable, "-m", "sd1job", "sweep", "--config", str(config)],
         cwd=REPO,
-        env=env,
+        env=job_env({}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
