@@ -41,7 +41,8 @@ def timed(function: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
 def main() -> dict:
     import keras
 
-    from sd1job import infer
+    from sd1job.infer import windowed
+    from sd1job.infer.weights import weights_from_model
     from sd1job.model import build_model
 
     gflops_start = matmul_gflops()
@@ -50,17 +51,17 @@ def main() -> dict:
         keras.utils.set_random_seed(25)
         model = build_model(context, UNITS)
         dry = (0.4 * np.random.default_rng(context).standard_normal(windows)).astype(np.float32)
-        model.predict(infer.padded_windows(dry[:256], context)[..., None], batch_size=PREDICT_BATCH, verbose=0)
-        weights = infer.weights_from_model(model, context, "bench")
+        model.predict(windowed.padded_windows(dry[:256], context)[..., None], batch_size=PREDICT_BATCH, verbose=0)
+        weights = weights_from_model(model, context, "bench")
         flops_per_window = context * 2 * (UNITS + 1) * 4 * UNITS  # the LSTM step's matrix products
         predictors, compile_seconds = {}, {}
         for block in BLOCKS:
-            predictors[block] = infer.SlidingWindowPredictor(weights, block)
+            predictors[block] = windowed.SlidingWindowPredictor(weights, context, block)
             _, compile_seconds[block] = timed(predictors[block].warm_up)
         # interleaved repeats, best of each: the machine is shared, so its load drifts
         keras_seconds, fast_seconds, outputs = float("inf"), dict.fromkeys(BLOCKS, float("inf")), {}
         for _ in range(REPEATS):
-            reference, seconds = timed(lambda m=model, d=dry, c=context: infer.keras_predict(m, d, c, PREDICT_BATCH))
+            reference, seconds = timed(lambda m=model, d=dry, c=context: windowed.keras_predict(m, d, c, PREDICT_BATCH))
             keras_seconds = min(keras_seconds, seconds)
             for block, predictor in predictors.items():
                 outputs[block], seconds = timed(lambda p=predictor, d=dry: p.predict(d))

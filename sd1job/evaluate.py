@@ -252,7 +252,8 @@ def evaluate_contexts(
     store: Store, config: Config, contexts: list[int], riffs: list[TestRiff], waveform_riff: str
 ) -> Evaluation:
     """Predict and score every riff with every context's model; write each output WAV as it is made."""
-    from sd1job import infer  # TensorFlow: imported only when there is a model to run
+    from sd1job.infer import weights as infer_weights  # TensorFlow: imported only when there is a model to run
+    from sd1job.infer import windowed as infer_windowed
 
     layout = layout_for(config)
     evaluation = Evaluation(rows=[], histories={}, compile_seconds={}, waveform_predictions={})
@@ -261,8 +262,8 @@ def evaluate_contexts(
         history = read_history(store, layout.history(context))
         model_key = layout.model(context)
         model_url = store.url(model_key)
-        weights = infer.load_weights(store.read_bytes(model_key), model_url, context)
-        predictor = infer.SlidingWindowPredictor(weights, config.eval.batch_size)
+        weights = infer_weights.load_weights(store.read_bytes(model_key), model_url, context)
+        predictor = infer_windowed.SlidingWindowPredictor(weights, context, config.eval.batch_size)
         started = time.perf_counter()
         predictor.warm_up()
         evaluation.compile_seconds[context] = time.perf_counter() - started

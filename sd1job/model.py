@@ -1,17 +1,29 @@
-"""The seed's model: input (n, 1) -> LSTM(units), last step -> Dense(1), linear; and the ESR loss.
+"""The model kinds and the ESR loss.
 
-The LSTM keeps Keras' defaults that make it eligible for the cuDNN kernel on a GPU (tanh and
-sigmoid activations, no recurrent dropout, unroll False, bias on).
+Both kinds are one LSTM(u) feeding one linear Dense(1); the LSTM keeps Keras' defaults that make
+it eligible for the cuDNN kernel on a GPU (tanh and sigmoid, no recurrent dropout, unroll False,
+bias on). Layer names are fixed (``lstm``, ``wet_sample``): inference and export find the
+weights by them.
+
+- ``windowed`` (the seed's): input ``(batch, n, 1)``, a window of n dry samples, the LSTM run from
+  a zero state over it, its last step -> Dense -> one wet sample. n LSTM steps per output sample.
+- ``stateful``: inputs ``(batch, time, 1)`` plus the LSTM state ``h, c`` (each ``(batch, u)``); every
+  step -> Dense, so one LSTM step per output sample, and the returned state carries on into the
+  next stretch of the signal (truncated backpropagation through time in training; streaming in
+  inference and in a player's plugin).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import keras
 from keras import ops
 
 from sd1job.scores import ESR_EPSILON  # one epsilon for the training loss and the scores
+
+ModelKind = Literal["windowed", "stateful"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("windowed", "stateful")
 
 
 @keras.saving.register_keras_serializable(package="sd1job")
@@ -24,20 +36,28 @@ def esr_loss(y_true: Any, y_pred: Any) -> Any:
     return error / (energy + ESR_EPSILON)
 
 
-def build_model(context: int, lstm_units: int = 64, learning_rate: float | None = None) -> keras.Model:
-    """Build (and, given a learning rate, compile) the seed's LSTM -> Dense model for ``context`` samples."""
-    inputs = keras.Input(shape=(context, 1), name="dry_window")
-    hidden = keras.layers.LSTM(
-        lstm_units,
+def _lstm(units: int, *, sequences: bool) -> keras.layers.LSTM:
+    return keras.layers.LSTM(
+        units,
         activation="tanh",
         recurrent_activation="sigmoid",
         recurrent_dropout=0.0,
         unroll=False,
         use_bias=True,
-        return_sequences=False,
+        return_sequences=sequences,
+        return_state=sequences,
         name="lstm",
-    )(inputs)
-    outputs = keras.layers.Dense(1, activation="linear", name="wet_sample")(hidden)
+    )
+
+
+def _head() -> keras.layers.Dense:
+    return keras.layers.Dense(1, activation="linear", name="wet_sample")
+
+
+def build_model(context: int, lstm_units: int = 64, learning_rate: float | None = None) -> keras.Model:
+    """The windowed model for ``context`` samples; compiled (Adam, ESR, MSE and MAE) given a learning rate."""
+    inputs = keras.Input(shape=(context, 1), name="dry_window")
+    outputs = _head()(_lstm(lstm_units, sequences=False)(inputs))
     model = keras.Model(inputs, outputs, name=f"sd1_lstm{lstm_units}_c{context}")
     if learning_rate is not None:
         model.compile(
@@ -48,6 +68,22 @@ def build_model(context: int, lstm_units: int = 64, learning_rate: float | None 
     return model
 
 
-def parameter_count(lstm_units: int) -> int:
-    """Trainable parameters of the model: 4 gates x (input + recurrent + bias) plus the Dense layer."""
-    return 4 * lstm_units * (1 + lstm_units + 1) + lstm_units + 1
+def build_stateful_model(lstm_units: int = 64) -> keras.Model:
+    """The stateful model: ``[dry (b, t, 1), h (b, u), c (b, u)] -> [wet (b, t, 1), h, c]`` (not compiled)."""
+    dry = keras.Input(shape=(None, 1), name="dry")
+    hidden = keras.Input(shape=(lstm_units,), name="h")
+    cell = keras.Input(shape=(lstm_units,), name="c")
+    sequence, last_hidden, last_cell = _lstm(lstm_units, sequences=True)(dry, initial_state=[hidden, cell])
+    wet = _head()(sequence)
+    return keras.Model([dry, hidden, cell], [wet, last_hidden, last_cell], name=f"sd1_stateful_lstm{lstm_units}")
+
+
+def lstm_step_flops(units: int) -> float:
+    """Gate matrix-product FLOPs of one LSTM step with one input feature: 2 x (1 + u) x 4u."""
+    return 2.0 * (1 + units) * 4 * units
+
+
+def flops_per_sample(kind: ModelKind, context: int | None, units: int, training: bool = False) -> float:
+    """Matrix-product FLOPs per output sample: n steps for a windowed model, one for a stateful one (x3 training)."""
+    steps = 1 if kind == "stateful" else int(context or 0)
+    return steps * lstm_step_flops(units) * (3 if training else 1)

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sd1job import cli, evaluate, infer, scores
+from sd1job import cli, evaluate, scores
 from sd1job.audio import decode_wav
 from sd1job.config import Config
 from sd1job.data_stage import run_data
+from sd1job.infer import windowed
+from sd1job.infer.weights import load_model_bytes
 from sd1job.layout import layout_for, riff_dry_key, riff_wet_key
 from sd1job.model import build_model
 from sd1job.store import LocalStore, Store, open_store
@@ -139,8 +141,8 @@ def test_outputs_are_24_bit_aligned_and_match_the_scores(evaluated: tuple[Config
         assert info.subtype == "PCM_24" and info.samplerate == config.recordings.sample_rate
         assert info.frames == len(dry.samples) == len(wet.samples)
         # independent check: Keras model.predict on the zero-padded windows, scored against the wet riff
-        model = infer.load_model_bytes(store.read_bytes(layout.model(context)), "model")
-        reference = infer.keras_predict(model, dry.samples, context)
+        model = load_model_bytes(store.read_bytes(layout.model(context)), "model")
+        reference = windowed.keras_predict(model, dry.samples, context)
         assert row["esr"] == pytest.approx(scores.esr(wet.samples, reference), rel=1e-4)
         assert row["esr_pre"] == pytest.approx(scores.esr_pre(wet.samples, reference, 0.85), rel=1e-4)
         written = decode_wav(data, "out").samples

@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from sd1job import infer
+from sd1job.infer import windowed
+from sd1job.infer.weights import ModelFileError, load_weights, weights_from_model
 from sd1job.model import build_model
 
 UNITS = 8
@@ -38,8 +39,8 @@ def test_fast_path_equals_model_predict_window_by_window(
 ) -> None:
     model = models[context]
     dry = signal(length)
-    fast = infer.SlidingWindowPredictor(infer.weights_from_model(model, context, "m"), block).predict(dry)
-    reference = infer.keras_predict(model, dry, context, batch_size=128)
+    fast = windowed.SlidingWindowPredictor(weights_from_model(model, context, "m"), context, block).predict(dry)
+    reference = windowed.keras_predict(model, dry, context, batch_size=128)
     assert fast.shape == reference.shape == (length,)
     np.testing.assert_allclose(fast, reference, atol=1e-5, rtol=0)
     # window by window, explicitly: output t is the model on dry[t-n+1 .. t] with zeros before the start
@@ -50,7 +51,7 @@ def test_fast_path_equals_model_predict_window_by_window(
 
 
 def test_output_has_the_input_length_and_streams_in_blocks(models: dict[int, keras.Model]) -> None:
-    predictor = infer.SlidingWindowPredictor(infer.weights_from_model(models[5], 5, "m"), block=50)
+    predictor = windowed.SlidingWindowPredictor(weights_from_model(models[5], 5, "m"), 5, block=50)
     dry = signal(223)
     chunks = list(predictor.iter_blocks(dry))
     assert [len(c) for c in chunks] == [50, 50, 50, 50, 23]
@@ -60,7 +61,7 @@ def test_output_has_the_input_length_and_streams_in_blocks(models: dict[int, ker
 
 def test_causality_output_depends_on_the_past_window_only(models: dict[int, keras.Model]) -> None:
     context = 12
-    predictor = infer.SlidingWindowPredictor(infer.weights_from_model(models[context], context, "m"), block=40)
+    predictor = windowed.SlidingWindowPredictor(weights_from_model(models[context], context, "m"), context, block=40)
     dry = signal(200, seed=1)
     base = predictor.predict(dry)
     t = 90
@@ -81,26 +82,28 @@ def test_causality_output_depends_on_the_past_window_only(models: dict[int, kera
 
 def test_load_weights_round_trip(models: dict[int, keras.Model], tmp_path: Path) -> None:
     data = saved_model_bytes(models[5], tmp_path)
-    weights = infer.load_weights(data, "store/c5/model.keras", 5)
-    assert weights.units == UNITS and weights.context == 5
+    weights = load_weights(data, "store/c5/model.keras", 5)
+    assert weights.units == UNITS
     dry = signal(100)
     np.testing.assert_allclose(
-        infer.SlidingWindowPredictor(weights, 32).predict(dry), infer.keras_predict(models[5], dry, 5), atol=1e-5
+        windowed.SlidingWindowPredictor(weights, 5, 32).predict(dry),
+        windowed.keras_predict(models[5], dry, 5),
+        atol=1e-5,
     )
 
 
 def test_wrong_context_is_a_one_line_error_naming_the_file(models: dict[int, keras.Model], tmp_path: Path) -> None:
     data = saved_model_bytes(models[12], tmp_path)
-    with pytest.raises(infer.ModelFileError) as caught:
-        infer.load_weights(data, "runs/r/models/c5/model.keras", 5)
+    with pytest.raises(ModelFileError) as caught:
+        load_weights(data, "runs/r/models/c5/model.keras", 5)
     message = str(caught.value)
     assert "runs/r/models/c5/model.keras" in message and "(None, 5, 1)" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("content", [b"", b"not a keras file at all", b"PK\x03\x04 truncated zip"])
 def test_unreadable_model_file_is_a_one_line_error(content: bytes) -> None:
-    with pytest.raises(infer.ModelFileError, match=r"^store/c5/model\.keras: ") as caught:
-        infer.load_weights(content, "store/c5/model.keras", 5)
+    with pytest.raises(ModelFileError, match=r"^store/c5/model\.keras: ") as caught:
+        load_weights(content, "store/c5/model.keras", 5)
     assert "\n" not in str(caught.value)
 
 
@@ -108,13 +111,25 @@ def test_zip_without_a_model_is_rejected() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("hello.txt", "hi")
-    with pytest.raises(infer.ModelFileError, match=r"model\.keras"):
-        infer.load_weights(buffer.getvalue(), "model.keras", 5)
+    with pytest.raises(ModelFileError, match=r"model\.keras"):
+        load_weights(buffer.getvalue(), "model.keras", 5)
 
 
 def test_other_architecture_is_rejected(tmp_path: Path) -> None:
     inputs = keras.Input(shape=(5, 1))
     outputs = keras.layers.Dense(1)(keras.layers.Flatten()(inputs))
     data = saved_model_bytes(keras.Model(inputs, outputs), tmp_path)
-    with pytest.raises(infer.ModelFileError, match="one LSTM and one Dense"):
-        infer.load_weights(data, "model.keras", 5)
+    with pytest.raises(ModelFileError, match="one LSTM and one Dense"):
+        load_weights(data, "model.keras", 5)
+
+
+def test_stateful_model_weights_are_read_and_a_windowed_file_is_refused_as_stateful(
+    models: dict[int, keras.Model], tmp_path: Path
+) -> None:
+    from sd1job.model import build_stateful_model
+
+    stateful = build_stateful_model(UNITS)
+    weights = weights_from_model(stateful, None, "s")
+    assert weights.units == UNITS and weights.kernel.shape == (4 * UNITS,)
+    with pytest.raises(ModelFileError, match="input shape"):
+        load_weights(saved_model_bytes(models[5], tmp_path), "runs/r/models/c5/s25/model.keras", None)

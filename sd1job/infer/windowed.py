@@ -18,99 +18,17 @@ working memory is O(B * u + n) for a riff of any length.
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
-import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from sd1job import model as _model  # noqa: F401  (registers esr_loss for load_model)
-from sd1job.errors import UserError
+from sd1job.infer.weights import LstmWeights
 
 DEFAULT_BLOCK = 4096
 # keras_predict hands model.predict this many batches at a time (bounds the windows copied).
 _PREDICT_BATCHES = 16
-
-
-class ModelFileError(UserError, ValueError):
-    """A model file is unreadable or is not the model the context needs; the message names the file."""
-
-
-@dataclass(frozen=True)
-class LstmWeights:
-    """The weights of the LSTM -> Dense model, in Keras' gate order (input, forget, cell, output)."""
-
-    context: int
-    kernel: np.ndarray  # (4u,): the input weights of the one input feature
-    recurrent: np.ndarray  # (u, 4u)
-    bias: np.ndarray  # (4u,)
-    dense_kernel: np.ndarray  # (u,)
-    dense_bias: float
-
-    @property
-    def units(self) -> int:
-        return int(self.recurrent.shape[0])
-
-
-def load_model_bytes(data: bytes, source: str) -> Any:
-    """Load a ``.keras`` file's bytes (read from the store) into a Keras model; ModelFileError if unreadable."""
-    import keras
-
-    if not data:
-        raise ModelFileError(f"{source}: model file is empty (0 bytes)")
-    handle, path = tempfile.mkstemp(suffix=".keras")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, KeyError...
-        # Keras names the temp file it was given; the user knows the model by its store key.
-        detail = " ".join(str(error).replace(path, "the file").split())[:200] or type(error).__name__
-        if not zipfile.is_zipfile(io.BytesIO(data)):
-            detail = "not a .keras zip archive"
-        raise ModelFileError(f"{source}: not a readable Keras model file ({detail})") from None
-    finally:
-        os.unlink(path)
-
-
-def weights_from_model(model: Any, context: int, source: str) -> LstmWeights:
-    """Check the model is the seed's LSTM -> Dense for ``context`` samples and take its weights."""
-    import keras
-
-    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
-    if shape is None or len(shape) != 3 or shape[1:] != (context, 1):
-        raise ModelFileError(f"{source}: model input shape is {model.input_shape}, expected (None, {context}, 1)")
-    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    if len(lstms) != 1 or len(denses) != 1:
-        raise ModelFileError(f"{source}: expected one LSTM and one Dense layer, found {len(lstms)} and {len(denses)}")
-    lstm, dense = lstms[0], denses[0]
-    config = lstm.get_config()
-    if (
-        config.get("activation") != "tanh"
-        or config.get("recurrent_activation") != "sigmoid"
-        or not config.get("use_bias", True)
-        or config.get("return_sequences")
-        or config.get("go_backwards")
-        or dense.get_config().get("activation") != "linear"
-    ):
-        raise ModelFileError(f"{source}: the LSTM/Dense settings differ from the model sd1job builds")
-    kernel, recurrent, bias = (np.asarray(w, dtype=np.float32) for w in lstm.get_weights())
-    dense_kernel, dense_bias = (np.asarray(w, dtype=np.float32) for w in dense.get_weights())
-    units = recurrent.shape[0]
-    if kernel.shape != (1, 4 * units) or recurrent.shape != (units, 4 * units) or dense_kernel.shape != (units, 1):
-        raise ModelFileError(f"{source}: unexpected weight shapes {kernel.shape}, {recurrent.shape}")
-    return LstmWeights(context, kernel[0], recurrent, bias, dense_kernel[:, 0], float(dense_bias[0]))
-
-
-def load_weights(data: bytes, source: str, context: int) -> LstmWeights:
-    """The checked weights of a ``.keras`` file's bytes for ``context`` samples."""
-    return weights_from_model(load_model_bytes(data, source), context, source)
 
 
 def _gate_scale(units: int) -> np.ndarray:
@@ -144,21 +62,22 @@ def _make_block(block: int, context: int, units: int) -> Any:
 class SlidingWindowPredictor:
     """Predict whole signals, block by block, from one model's weights."""
 
-    def __init__(self, weights: LstmWeights, block: int = DEFAULT_BLOCK) -> None:
-        if block <= 0:
-            raise ValueError("block must be positive")
+    def __init__(self, weights: LstmWeights, context: int, block: int = DEFAULT_BLOCK) -> None:
+        if block <= 0 or context <= 0:
+            raise ValueError("block and context must be positive")
         self.weights = weights
+        self.context = context
         self.block = block
         scale = _gate_scale(weights.units)
         self._kernel = tf.constant(weights.kernel * scale)
         self._recurrent = tf.constant(weights.recurrent * scale[None, :])
         self._bias = tf.constant(weights.bias * scale)
         self._dense = tf.constant(weights.dense_kernel)
-        self._run = _make_block(block, weights.context, weights.units)
+        self._run = _make_block(block, context, weights.units)
 
     def warm_up(self) -> None:
         """Compile the block function now (a few seconds with XLA), so timings exclude it."""
-        self._block_outputs(np.zeros(self.block + self.weights.context - 1, np.float32))
+        self._block_outputs(np.zeros(self.block + self.context - 1, np.float32))
 
     def _block_outputs(self, padded: np.ndarray) -> np.ndarray:
         out = self._run(tf.constant(padded), self._kernel, self._recurrent, self._bias, self._dense)
@@ -167,7 +86,7 @@ class SlidingWindowPredictor:
     def iter_blocks(self, dry: np.ndarray) -> Iterator[np.ndarray]:
         """Yield the output in consecutive blocks of at most ``block`` samples."""
         signal = np.asarray(dry, dtype=np.float32).ravel()
-        n, block = self.weights.context, self.block
+        n, block = self.context, self.block
         for start in range(0, len(signal), block):
             stop = min(start + block, len(signal))
             # padded[i] is dry[start - (n - 1) + i]: zeros before the signal and after its end
@@ -204,10 +123,3 @@ def keras_predict(model: Any, dry: np.ndarray, context: int, batch_size: int = D
         chunk = np.ascontiguousarray(windows[start : start + step])[..., None]
         out[start : start + len(chunk)] = model.predict(chunk, batch_size=batch_size, verbose=0)[:, 0]
     return out
-
-
-def configure_threads(threads: int) -> None:
-    """Set TensorFlow's intra/inter-op threads (0: leave TF's defaults). Call before any TF work."""
-    if threads > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
