@@ -1,17 +1,24 @@
-"""Reading, checking and writing recordings; the dry/wet latency estimate.
+"""Reading, checking and writing recordings; the dry/wet latency estimate; loading checked pairs.
 
-Pure functions on bytes and numpy arrays: the stages fetch the bytes through the store.
+Decoding, checks and the latency estimate are pure functions on bytes and numpy arrays. The
+loaders at the end (``read_recording``, ``load_pair``, ``load_riffs``) fetch the bytes through a
+``Store`` and are what every stage uses, so a recording is checked the same way wherever it is read.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from sd1job.config import RecordingsConfig
 from sd1job.errors import UserError
+from sd1job.hashing import sha256_hex
+from sd1job.layout import riff_dry_key, riff_wet_key
+from sd1job.store import MissingObjectError, Store
 
 # A sample this close to full scale counts as clipped; this much mean counts as DC offset.
 CLIP_LEVEL = 0.999
@@ -41,13 +48,30 @@ class Recording:
         return len(self.samples) / self.sample_rate
 
 
-@dataclass
-class PairCheck:
-    """What checking a dry/wet pair found: the lag and any warnings."""
+# A pedal's own phase response moves the correlation peak by a sample or two (0 to 3 on the
+# EGFxSet pedals); only a larger lag is worth a warning. The estimate is always recorded.
+LATENCY_TOLERANCE = 2
 
-    latency: int = 0
-    latency_confidence: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+
+@dataclass
+class CheckedPair:
+    """A dry/wet pair as it will be used (aligned, equal length) and what checking it found."""
+
+    name: str
+    dry: np.ndarray
+    wet: np.ndarray
+    sample_rate: int
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the pair."""
+        return len(self.dry) / self.sample_rate
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the checks warned about (clipping, DC offset, latency)."""
+        return list(self.report.get("warnings", []))
 
 
 def decode_wav(data: bytes, source: str, expected_rate: int | None = None) -> Recording:
@@ -192,3 +216,88 @@ def align_pair(dry: np.ndarray, wet: np.ndarray, lag: int) -> tuple[np.ndarray, 
         dry = dry[-lag:]
     length = min(len(dry), len(wet))
     return dry[:length].copy(), wet[:length].copy()
+
+
+# --- loaders: through the store, checked the same way wherever a recording is read -----------
+
+
+def read_recording(store: Store, key: str, sample_rate: int) -> tuple[Recording, str]:
+    """Read and check one recording from the store; also return its SHA-256 (AudioError naming the file)."""
+    try:
+        data = store.read_bytes(key)
+    except MissingObjectError:
+        raise AudioError(f"{store.url(key)}: recording not found") from None
+    return decode_wav(data, store.url(key), sample_rate), sha256_hex(data)
+
+
+def check_pair(
+    name: str,
+    dry: Recording,
+    wet: Recording,
+    *,
+    latency_search: int,
+    latency_expected: int,
+    compensate_latency: bool,
+) -> CheckedPair:
+    """Check a dry/wet pair, estimate their latency and (if asked) compensate it.
+
+    Dry and wet of different lengths are an AudioError unless ``compensate_latency`` (which
+    shifts the wet signal by the estimated lag and trims both to their overlap). Warnings are
+    returned in the report, never logged here: a caller that goes on to fail prints only its error.
+    """
+    lag, confidence = estimate_latency(
+        dry.samples, wet.samples, search=latency_search, expected=latency_expected, sample_rate=dry.sample_rate
+    )
+    warnings = level_warnings(dry) + level_warnings(wet)
+    if compensate_latency:
+        dry_samples, wet_samples = align_pair(dry.samples, wet.samples, lag)
+        if lag:
+            warnings.append(f"{wet.source}: compensated a latency of {lag} samples (wet behind dry)")
+    else:
+        if len(dry.samples) != len(wet.samples):
+            raise AudioError(
+                f"{wet.source}: has {len(wet.samples)} samples but {dry.source} has {len(dry.samples)}; dry and wet "
+                "must be the same length (or set recordings.compensate_latency: true to align and trim them)"
+            )
+        dry_samples, wet_samples = dry.samples, wet.samples
+        if abs(lag) > LATENCY_TOLERANCE:
+            warnings.append(
+                f"{wet.source}: wet appears {lag} samples behind dry (confidence {confidence:.2f}); "
+                "set recordings.compensate_latency: true to align"
+            )
+    report = {
+        "samples": len(dry_samples),
+        "seconds": round(len(dry_samples) / dry.sample_rate, 6),
+        "latency_samples": lag,
+        "latency_confidence": round(confidence, 3) if np.isfinite(confidence) else None,
+        "latency_compensated": bool(compensate_latency and lag),
+        "warnings": warnings,
+    }
+    return CheckedPair(name, dry_samples, wet_samples, dry.sample_rate, report)
+
+
+def load_pair(store: Store, name: str, dry_key: str, wet_key: str, settings: RecordingsConfig) -> CheckedPair:
+    """Read and check one dry/wet pair with the ``recordings`` settings (rate, latency search and compensation).
+
+    The report gains the two files' SHA-256 checksums under ``sources``.
+    """
+    dry, dry_sha = read_recording(store, dry_key, settings.sample_rate)
+    wet, wet_sha = read_recording(store, wet_key, settings.sample_rate)
+    pair = check_pair(
+        name,
+        dry,
+        wet,
+        latency_search=settings.latency_search,
+        latency_expected=settings.latency_expected,
+        compensate_latency=settings.compensate_latency,
+    )
+    pair.report["sources"] = {dry_key: dry_sha, wet_key: wet_sha}
+    return pair
+
+
+def load_riffs(store: Store, settings: RecordingsConfig) -> list[CheckedPair]:
+    """Every configured test riff, read and checked like the training pair."""
+    return [
+        load_pair(store, riff, riff_dry_key(settings.test_dir, riff), riff_wet_key(settings.test_dir, riff), settings)
+        for riff in settings.riffs
+    ]

@@ -13,22 +13,30 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from sd1job import __version__
 from sd1job.config import load_config
 from sd1job.errors import UserError
+from sd1job.formatting import one_line
+
+# Commands whose modules load TensorFlow (imported quietly first, see _import_tensorflow_quietly).
+TENSORFLOW_COMMANDS = frozenset({"train", "eval", "export", "sweep", "capture"})
 
 # name -> (module, needs a config, one-line help)
 COMMANDS: dict[str, tuple[str, bool, str]] = {
     "synth": ("sd1job.synth.capture", True, "generate the demo recordings: a synthetic guitar through a virtual SD-1"),
-    "data": ("sd1job.data_stage", True, "check the recordings and write the windowed datasets for every context"),
-    "train": ("sd1job.train", True, "train the model for one context size (resumable)"),
-    "eval": ("sd1job.evaluate", True, "score every trained context on the test riffs; write results, plots, report"),
-    "sweep": ("sd1job.sweep", True, "run data -> train for every context -> eval on this machine, skipping done work"),
-    "push-status": ("sd1job.telemetry", True, "push a sweep's final status to the Pushgateway (Argo onExit)"),
-    "submit": ("sd1job.submit", False, "submit argo/sweep.yaml to an Argo Server and optionally follow it"),
-    "status": ("sd1job.submit_status", False, "print the summary of a submitted sweep"),
+    "data": ("sd1job.stages.data", True, "check the recordings, write the datasets, print the list of units"),
+    "train": ("sd1job.stages.train", True, "train one unit (context, seed) or a context's seeds (resumable)"),
+    "eval": ("sd1job.stages.evaluate", True, "score trained units on the test riffs (every unit not yet scored)"),
+    "report": ("sd1job.stages.report", True, "gather every unit's scores: results, statistics, plots, report.html"),
+    "export": ("sd1job.stages.export", True, "write a trained stateful unit as a Neural Amp Modeler .nam file"),
+    "sweep": ("sd1job.stages.sweep", True, "run data -> train -> eval every unit -> report here, skipping done work"),
+    "capture": ("sd1job.stages.capture", True, "model your own pedal from one DI/output pair: check, split, sweep"),
+    "push-status": ("sd1job.cluster.push_status", True, "push a sweep's final status to the Pushgateway (Argo onExit)"),
+    "submit": ("sd1job.cluster.submit", False, "submit argo/sweep.yaml to an Argo Server and optionally follow it"),
+    "status": ("sd1job.cluster.status", False, "print the summary of a submitted sweep"),
 }
 
 EXIT_USER_ERROR = 2
@@ -71,11 +79,38 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's standard error (file descriptor 2) parked in a temporary file.
+
+    TensorFlow's C++ start-up notices (oneDNN, absl's "All log messages before absl::InitializeLog()")
+    are written straight to descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says; a user
+    should see only sd1job's own lines. If the import fails, what it wrote is shown after all.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command module imports TensorFlow
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((arg for arg in argv if arg in COMMANDS), None)
+    if selected in TENSORFLOW_COMMANDS:
+        _import_tensorflow_quietly()
     parser = build_parser(selected)
     args = parser.parse_args(argv)
     _setup_logging(args.quiet)
@@ -85,13 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config) if needs_config else None
         status = module.run(args, config)
     except UserError as error:
-        print(f"error: {_one_line(str(error))}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return int(status or 0)
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())

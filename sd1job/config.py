@@ -9,6 +9,7 @@ config: they come from the standard AWS environment variables.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sd1job.errors import UserError
+from sd1job.units import MODEL_KINDS, ModelKind, Unit, sweep_units
 
 ENV_PREFIX = "SD1JOB_"
 SEED_RIFFS = ["battery", "electricEye", "holywar", "ohwell", "sanitarium", "shadowlove"]
@@ -67,7 +69,15 @@ class RecordingsConfig(_Section):
 class DatasetConfig(_Section):
     """How the windowed datasets are drawn from the training recording."""
 
-    contexts: list[int] = Field(default_factory=lambda: list(SEED_CONTEXTS), min_length=1)
+    contexts: list[int] = Field(
+        default_factory=lambda: list(SEED_CONTEXTS), min_length=1, description="context sizes n, in samples"
+    )
+    context_ms: list[float] | None = Field(
+        None,
+        min_length=1,
+        description="context sizes in milliseconds instead: n = round(ms * recordings.sample_rate / 1000), so a "
+        "sweep means the same at 44.1 and 48 kHz (replaces contexts)",
+    )
     pairs: int = Field(100_000, gt=1, description="windows drawn per context, train plus validation")
     val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     split: Literal["random", "blocked"] = Field(
@@ -85,6 +95,53 @@ class DatasetConfig(_Section):
             raise ValueError("contexts must be unique")
         return sorted(contexts)
 
+    @field_validator("context_ms")
+    @classmethod
+    def _milliseconds_positive(cls, context_ms: list[float] | None) -> list[float] | None:
+        if context_ms is not None:
+            for ms in context_ms:
+                if not ms > 0:
+                    raise ValueError(f"context {ms} ms must be positive")
+        return context_ms
+
+
+class StatefulConfig(_Section):
+    """Training the stateful model by truncated backpropagation through time (defaults from the literature:
+    Wright, Damskägg and Välimäki 2019-2020, Automated-GuitarAmpModelling)."""
+
+    segment_seconds: float = Field(0.5, gt=0.0, description="length of the training segments a batch holds")
+    warmup_samples: int = Field(
+        1000, ge=0, description="samples at the start of each segment run to set the state, not scored"
+    )
+    tbptt_samples: int = Field(2048, gt=0, description="samples per gradient update (truncated BPTT length)")
+    batch_size: int = Field(50, gt=0, description="segments per batch")
+    loss_pre_emphasis: float | None = Field(
+        None, ge=0.0, lt=1.0, description="train on ESR after 1 - a z^-1 (None: plain ESR, like the windowed model)"
+    )
+
+
+class ModelConfig(_Section):
+    """Which model kinds a sweep trains, and the stateful model's training settings."""
+
+    kind: list[ModelKind] = Field(
+        default_factory=lambda: ["windowed"],
+        min_length=1,
+        description="windowed (the seed's model), stateful (context-free), or a list of both",
+    )
+    stateful: StatefulConfig = Field(default_factory=StatefulConfig)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _one_kind_or_a_list(cls, kind: Any) -> Any:
+        return [kind] if isinstance(kind, str) else kind
+
+    @field_validator("kind")
+    @classmethod
+    def _kinds_unique(cls, kinds: list[ModelKind]) -> list[ModelKind]:
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("model kinds must be unique")
+        return sorted(kinds, key=MODEL_KINDS.index)
+
 
 class TrainConfig(_Section):
     """The seed's model and optimiser settings."""
@@ -94,7 +151,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(64, gt=0)
     epochs: int = Field(100, gt=0)
     patience: int = Field(15, gt=0)
-    seed: int = 25
+    seed: int = Field(25, description="the first training seed; unit i of a context trains with seed + i")
+    repeats: int = Field(1, gt=0, description="training seeds per context (units per arm); 3 or more for statistics")
     jit_compile: bool = Field(True, description="XLA on CPU: about 2x faster at large contexts")
     threads: int = Field(
         0, ge=0, description="TensorFlow intra/inter-op threads; 0 = 1/1 on CPU (fastest measured), TF default on GPU"
@@ -107,6 +165,7 @@ class EvalConfig(_Section):
     batch_size: int = Field(4096, gt=0, description="windows predicted at once (bounds memory)")
     waveform_riff: str | None = Field(None, description="riff for the waveform plots; default: the last riff")
     pre_emphasis: float = Field(0.85, ge=0.0, lt=1.0, description="coefficient a of 1 - a z^-1 for esr_pre")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="significance level of the report's tests")
 
 
 class MetricsConfig(_Section):
@@ -130,6 +189,7 @@ class Config(BaseSettings):
     run_id: str = Field("context-experiments", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -151,6 +211,29 @@ class Config(BaseSettings):
             raise ValueError(f"eval.waveform_riff {riff!r} is not one of recordings.riffs")
         return self
 
+    @model_validator(mode="after")
+    def _contexts_from_milliseconds(self) -> Config:
+        milliseconds = self.dataset.context_ms
+        if milliseconds is None:
+            return self
+        rate = self.recordings.sample_rate
+        derived = sorted({max(1, round(ms * rate / 1000)) for ms in milliseconds})
+        if len(derived) != len(milliseconds):
+            raise ValueError(f"dataset.context_ms {milliseconds} gives repeated sizes {derived} at {rate} Hz")
+        explicit = "contexts" in self.dataset.model_fields_set
+        if explicit and self.dataset.contexts != derived:
+            raise ValueError(
+                f"dataset.contexts {self.dataset.contexts} and dataset.context_ms {milliseconds} (= {derived} samples "
+                f"at {rate} Hz) disagree: give one of them"
+            )
+        if not explicit or self.dataset.contexts != derived:
+            object.__setattr__(self.dataset, "contexts", derived)
+        return self
+
+    def units(self) -> list[Unit]:
+        """Every unit the config trains: per model kind, per context (windowed), per training seed."""
+        return sweep_units(self.model.kind, self.dataset.contexts, self.train.seed, self.train.repeats)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -168,14 +251,32 @@ class Config(BaseSettings):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def _section_fields(path: tuple[Any, ...]) -> list[str]:
+    """The field names of the config section at ``path`` (empty if the path leaves the sections)."""
+    model: Any = Config
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    known = _section_fields(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+
+
 def _format_validation_error(source: str, error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
+        field = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        parts.append(f"{field}: {message}")
+            message = _unknown_key_message(tuple(item["loc"]))
+        parts.append(f"{field}: {message}" if field else message)
     return f"{source}: invalid config: " + "; ".join(parts)
 
 

@@ -1,4 +1,4 @@
-"""Window positions, splits and the window loader (pure numpy; no TensorFlow here).
+"""Window positions, splits, stateful segments and the loaders of stored datasets (numpy; no TensorFlow).
 
 A dataset is stored as the training audio once plus, per context size n, the positions of the
 windows: position ``t`` stands for the window ``dry[t-n+1 .. t]`` (n samples, oldest first) and
@@ -11,6 +11,10 @@ Splits:
   windows land in both, so validation loss is optimistic.
 - ``blocked``: the recording is cut at ``round(len * (1 - val_fraction))``; training windows lie
   wholly before the cut, validation windows wholly after it, so no sample is shared.
+
+The stateful model trains on segments, not windows: the recording is cut the blocked way (the
+last ``val_fraction`` is held out whole, for early stopping), the training stretch is tiled into
+segments of equal length, and each epoch visits them in an order shuffled by (seed, epoch).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sd1job.errors import UserError
+from sd1job.layout import RunLayout
+from sd1job.store import MissingObjectError, Store
 
 POSITION_DTYPE = np.int64
 
@@ -124,3 +130,62 @@ def decode_arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
             return {name: archive[name] for name in archive.files}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise DatasetError(f"{source}: not a readable dataset archive ({error})") from None
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The stateful model's data: training segment starts and the held-out validation stretch."""
+
+    starts: np.ndarray  # start of each training segment (int64), all before ``val_start``
+    length: int  # samples per training segment
+    val_start: int  # the validation stretch is [val_start, end of the recording)
+
+
+def stateful_segments(length: int, segment: int, val_fraction: float, warmup: int) -> Segments:
+    """Tile the training stretch (before the blocked cut) into whole segments; DatasetError if none fits.
+
+    Each segment must be longer than the ``warmup`` it starts with, and the validation stretch too.
+    """
+    cut = round(length * (1.0 - val_fraction))
+    if segment <= warmup:
+        raise DatasetError(
+            f"model.stateful.segment_seconds gives {segment} samples, not more than warmup_samples {warmup}"
+        )
+    count = cut // segment
+    if count < 1:
+        raise DatasetError(f"the training stretch ({cut} samples) is shorter than one segment ({segment} samples)")
+    if length - cut <= warmup:
+        raise DatasetError(
+            f"the validation stretch ({length - cut} samples) is not longer than warmup_samples ({warmup})"
+        )
+    return Segments(np.arange(count, dtype=POSITION_DTYPE) * segment, segment, cut)
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which an epoch visits ``count`` segments: fixed by (seed, epoch), independent of resumes."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+# --- loaders of what the data stage stored ---------------------------------------------------
+
+
+def _read_dataset_object(store: Store, key: str) -> dict[str, np.ndarray]:
+    try:
+        data = store.read_bytes(key)
+    except MissingObjectError:
+        raise DatasetError(
+            f"{store.url(key)}: dataset not found; run `python -m sd1job data` for this config first"
+        ) from None
+    return decode_arrays(data, store.url(key))
+
+
+def load_training_audio(store: Store, layout: RunLayout) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned training dry and wet signals the data stage wrote."""
+    arrays = _read_dataset_object(store, layout.audio)
+    return arrays["dry"], arrays["wet"]
+
+
+def load_split(store: Store, layout: RunLayout, context: int) -> Split:
+    """The window positions of one context."""
+    arrays = _read_dataset_object(store, layout.positions(context))
+    return Split(train=arrays["train"], val=arrays["val"])

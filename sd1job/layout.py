@@ -1,26 +1,51 @@
-"""Where every object of a run lives in the store: the one place that spells out keys.
+"""Where every object lives in the store: the one place that spells out keys.
 
-Everything a run writes is under ``runs/<run_id>/``::
+Recordings are keyed by the config's ``recordings`` section (relative to the store root);
+everything a run writes is under ``runs/<run_id>/``::
 
-    data/manifest.json            what the data stage read, checked and wrote
-    data/audio.npz                the (aligned) training audio, float32 dry and wet
-    data/c<N>/positions.npz       window end positions: train, val (int64)
-    models/c<N>/checkpoint/...     the per-epoch resume point (train stage)
-    models/c<N>/model.keras       the best weights
-    models/c<N>/history.json      per-epoch history and the run's totals
-    models/c<N>/summary.json      parameter count, config used
-    models/c<N>/loss.png          training/validation loss curve
-    eval/results.csv|json         one row per (context, riff), plus per-context summary
-    eval/audio/c<N>/o_<riff>.wav  model outputs
-    eval/*.png, eval/report.html  plots and the report
+    data/manifest.json              what the data stage read, checked and wrote (written last)
+    data/audio.npz                  the (aligned) training audio, float32 dry and wet
+    data/c<N>/positions.npz         window end positions of one context: train, val (int64)
+    data/c<N>/arrays.npz            materialised windows (``data --export`` only)
+    models/<unit>/checkpoint.npz    the per-epoch resume point of one unit (train stage)
+    models/<unit>/model.keras       the best weights
+    models/<unit>/summary.json      parameter count, runtime, config used
+    models/<unit>/loss.png          training/validation loss curve
+    models/<unit>/history.json      per-epoch history and totals (written last: the unit is trained)
+    models/<unit>/eval/o_<riff>.wav the unit's output on each test riff (eval stage)
+    models/<unit>/eval/scores.json  the unit's scores on every riff (written last: the unit is scored)
+    exports/<unit>.nam              a stateful unit as a Neural Amp Modeler file (export)
+    eval/...                        the report: results.csv|json, summary.csv, plots, report.html,
+                                    and copies of what it links (audio/, exports/), so the folder
+                                    stands alone
+
+``<unit>`` is the unit's path (``c440/s25``, ``stateful/s25``; see ``sd1job.units``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sd1job.config import Config
 from sd1job.store import join_key
+from sd1job.units import Unit
+
+SYNTH_INFO = "recordings/synth.json"
+
+# The report's files under eval/.
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+SUMMARY_CSV = "summary.csv"
+REPORT_HTML = "report.html"
+
+
+def riff_dry_key(test_dir: str, riff: str) -> str:
+    """Store key of a test riff's dry recording (``<test_dir>/Dry/d_<riff>.wav``)."""
+    return join_key(test_dir, "Dry", f"d_{riff}.wav")
+
+
+def riff_wet_key(test_dir: str, riff: str) -> str:
+    """Store key of a test riff's wet recording (``<test_dir>/Wet/w_<riff>.wav``)."""
+    return join_key(test_dir, "Wet", f"w_{riff}.wav")
 
 
 @dataclass(frozen=True)
@@ -31,68 +56,98 @@ class RunLayout:
 
     @property
     def root(self) -> str:
+        """``runs/<run_id>``."""
         return join_key("runs", self.run_id)
 
     # data stage
     @property
     def data_dir(self) -> str:
+        """The data stage's folder."""
         return join_key(self.root, "data")
 
     @property
     def manifest(self) -> str:
+        """The data stage's manifest (written last)."""
         return join_key(self.data_dir, "manifest.json")
 
     @property
     def audio(self) -> str:
+        """The aligned training audio."""
         return join_key(self.data_dir, "audio.npz")
 
     def positions(self, context: int) -> str:
+        """Window end positions of one context."""
         return join_key(self.data_dir, f"c{context}", "positions.npz")
 
-    def export(self, context: int) -> str:
+    def export_arrays(self, context: int) -> str:
+        """Materialised windows of one context (``data --export``)."""
         return join_key(self.data_dir, f"c{context}", "arrays.npz")
 
     # train stage
-    def model_dir(self, context: int) -> str:
-        return join_key(self.root, "models", f"c{context}")
+    def unit_dir(self, unit: Unit) -> str:
+        """Everything of one unit."""
+        return join_key(self.root, "models", unit.path)
 
-    def model(self, context: int) -> str:
-        return join_key(self.model_dir(context), "model.keras")
+    def model(self, unit: Unit) -> str:
+        """The unit's best weights (``.keras``)."""
+        return join_key(self.unit_dir(unit), "model.keras")
 
-    def history(self, context: int) -> str:
-        return join_key(self.model_dir(context), "history.json")
+    def history(self, unit: Unit) -> str:
+        """The unit's training history (its presence, with the model, means trained)."""
+        return join_key(self.unit_dir(unit), "history.json")
 
-    def summary(self, context: int) -> str:
-        return join_key(self.model_dir(context), "summary.json")
+    def summary(self, unit: Unit) -> str:
+        """The unit's training summary."""
+        return join_key(self.unit_dir(unit), "summary.json")
 
-    def loss_plot(self, context: int) -> str:
-        return join_key(self.model_dir(context), "loss.png")
+    def loss_plot(self, unit: Unit) -> str:
+        """The unit's loss curve."""
+        return join_key(self.unit_dir(unit), "loss.png")
 
-    def checkpoint_dir(self, context: int) -> str:
-        return join_key(self.model_dir(context), "checkpoint")
+    def checkpoint(self, unit: Unit) -> str:
+        """The unit's one resume point, replaced after every epoch."""
+        return join_key(self.unit_dir(unit), "checkpoint.npz")
 
-    # eval stage
+    # eval stage (per unit)
+    def scores(self, unit: Unit) -> str:
+        """The unit's scores on every riff (its presence means scored)."""
+        return join_key(self.unit_dir(unit), "eval", "scores.json")
+
+    def unit_output(self, unit: Unit, riff: str) -> str:
+        """The unit's output on one riff."""
+        return join_key(self.unit_dir(unit), "eval", f"o_{riff}.wav")
+
+    # export
+    def export(self, unit: Unit, extension: str = "nam") -> str:
+        """A unit exported for players."""
+        return join_key(self.root, "exports", f"{unit.name}.{extension}")
+
+    # report (eval/): self-contained
     @property
     def eval_dir(self) -> str:
+        """The report's folder."""
         return join_key(self.root, "eval")
 
     def eval_file(self, name: str) -> str:
+        """A file of the report, by its path relative to eval/."""
         return join_key(self.eval_dir, name)
 
-    def output_audio(self, context: int, riff: str) -> str:
-        return join_key(self.eval_dir, "audio", f"c{context}", f"o_{riff}.wav")
+    @staticmethod
+    def report_output(unit: Unit, riff: str) -> str:
+        """Where the report keeps a copy of a unit's output (relative to eval/)."""
+        return f"audio/{unit.name}/o_{riff}.wav"
 
+    @staticmethod
+    def report_dry(riff: str) -> str:
+        """Where the report keeps the dry riff it played (relative to eval/)."""
+        return f"audio/dry/d_{riff}.wav"
 
-def layout_for(config: Config) -> RunLayout:
-    """The layout of the run the config names."""
-    return RunLayout(config.run_id)
+    @staticmethod
+    def report_wet(riff: str) -> str:
+        """Where the report keeps the wet riff it played (relative to eval/)."""
+        return f"audio/wet/w_{riff}.wav"
 
-
-def riff_dry_key(config: Config, riff: str) -> str:
-    """Store key of a test riff's dry recording."""
-    return join_key(config.recordings.test_dir, "Dry", f"d_{riff}.wav")
-
-
-def riff_wet_key(config: Config, riff: str) -> str:
-    """Store key of a test riff's wet recording."""
-    return join_key(config.recordings.test_dir, "Wet", f"w_{riff}.wav")
+    @staticmethod
+    def report_export(unit: Unit, extension: str = "nam") -> str:
+        """Where the report keeps a copy of an exported model (relative to eval/)."""
+        return f"exports/{unit.name}.{extension}"

@@ -15,15 +15,13 @@ weights by them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import keras
 from keras import ops
 
 from sd1job.scores import ESR_EPSILON  # one epsilon for the training loss and the scores
-
-ModelKind = Literal["windowed", "stateful"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("windowed", "stateful")
+from sd1job.units import ModelKind
 
 
 @keras.saving.register_keras_serializable(package="sd1job")

@@ -144,6 +144,9 @@ def average_spectrum(signal: np.ndarray, sample_rate: int, fft_size: int = 4096)
     return freqs, 10.0 * np.log10(power + ESR_EPSILON)
 
 
+SCORE_NAMES = ("esr", "esr_pre", "mse", "mae", "stft")
+
+
 @dataclass(frozen=True)
 class Scores:
     """Every score of one prediction against its target."""
@@ -156,7 +159,7 @@ class Scores:
 
     def as_dict(self) -> dict[str, float]:
         """The scores keyed by their results-table column names."""
-        return {"esr": self.esr, "esr_pre": self.esr_pre, "mse": self.mse, "mae": self.mae, "stft": self.stft}
+        return {name: getattr(self, name) for name in SCORE_NAMES}
 
 
 def score_all(

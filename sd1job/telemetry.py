@@ -2,21 +2,22 @@
 
 The metric contract (shared with the Grafana dashboard and the Argo onExit step) is the
 ``sd1job_`` family below. Every series is labelled ``run`` (the config's run_id) and, for
-training, ``context``. Training pushes with ``pushadd`` under the grouping key
-``{job="sd1job", run, context}`` after every epoch and at the end; a Pushgateway that cannot
+training, by its unit: ``unit`` (``c440-s25``), ``kind`` (windowed | stateful), ``context`` (n, or
+``none`` for a stateful unit) and ``seed``. Training pushes with ``pushadd`` under the grouping key
+``{job="sd1job", run, unit}`` after every epoch and at the end; a Pushgateway that cannot
 be reached only logs a warning (training goes on). The sweep's final status is pushed by the
-``push-status`` command (this module is also its command module) under ``{job="sd1job-sweep",
+``push-status`` command (sd1job/cluster/push_status.py, the Argo onExit step) under ``{job="sd1job-sweep",
 run}``; there an unreachable Pushgateway is an error.
 
-A pushed Counter or Histogram holds only what this process observed, so a resumed training run
-replays the finished epochs of its checkpoint (``TrainingMetrics.start``) before it pushes.
+A pushed Counter or Histogram holds only what this process observed, so a resumed (or skipped)
+training run replays the finished epochs of its history (``TrainingMetrics.replay``) before it pushes.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -24,8 +25,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, pushadd_to_gateway, start_http_server
 from prometheus_client.metrics_core import Metric
 
-from sd1job.config import Config
 from sd1job.errors import UserError
+from sd1job.units import Unit
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ EPOCH_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
 
 # The one registry of this process: /metrics serves it, pushes send views of it.
 REGISTRY = CollectorRegistry()
-_TRAIN_LABELS = ("run", "context")
+_TRAIN_LABELS = ("run", "unit", "kind", "context", "seed")
 
 EPOCH_DURATION = Histogram(
     "sd1job_epoch_duration_seconds",
@@ -49,7 +50,7 @@ EPOCH_DURATION = Histogram(
 )
 WINDOWS_PROCESSED = Counter(
     "sd1job_windows_processed",  # exposed as sd1job_windows_processed_total
-    "Training windows seen (all epochs of this context, restored on resume).",
+    "Training targets seen: windows (windowed) or scored samples (stateful), all epochs, restored on resume.",
     _TRAIN_LABELS,
     registry=REGISTRY,
 )
@@ -63,7 +64,7 @@ VAL_ESR = Gauge("sd1job_val_esr", "Validation ESR of the last epoch.", _TRAIN_LA
 BEST_VAL_ESR = Gauge("sd1job_best_val_esr", "Best validation ESR so far.", _TRAIN_LABELS, registry=REGISTRY)
 TRAIN_COMPLETED = Gauge(
     "sd1job_train_completed_timestamp_seconds",
-    "Unix time at which this context finished training.",
+    "Unix time at which this unit finished training.",
     _TRAIN_LABELS,
     registry=REGISTRY,
 )
@@ -128,22 +129,23 @@ def _push(gateway: str, job: str, grouping_key: dict[str, str], view: _View) -> 
 
 
 class TrainingMetrics:
-    """The training series of one (run, context), with push after every update."""
+    """The training series of one unit of one run, with push after every update."""
 
-    def __init__(self, run: str, context: int, pushgateway: str | None = None) -> None:
+    def __init__(self, run: str, unit: Unit, pushgateway: str | None = None) -> None:
         self.run = run
-        self.context = context
+        self.unit = unit
         self.pushgateway = pushgateway
-        self._labels = (run, str(context))
+        context = str(unit.context) if unit.context is not None else "none"
+        self._labels = (run, unit.name, unit.kind, context, str(unit.seed))
         self._push_failed = False
 
     @property
     def grouping_key(self) -> dict[str, str]:
-        """The Pushgateway group of this context."""
-        return {"run": self.run, "context": str(self.context)}
+        """The Pushgateway group of this unit."""
+        return {"run": self.run, "unit": self.unit.name}
 
     def start(self, epochs_planned: int) -> None:
-        """Reset this context's series (a fresh start or a resume replays its epochs next)."""
+        """Reset this unit's series (a fresh start; a resume or a skip replays its epochs next)."""
         for metric in TRAIN_METRICS:
             with contextlib.suppress(KeyError):
                 metric.remove(*self._labels)
@@ -151,36 +153,35 @@ class TrainingMetrics:
         EPOCHS_COMPLETED.labels(*self._labels).set(0)
         WINDOWS_PROCESSED.labels(*self._labels).inc(0)
 
-    def record_epoch(
-        self,
-        *,
-        epoch: int,
-        seconds: float,
-        windows: int,
-        windows_per_second: float,
-        train_esr: float,
-        val_esr: float,
-        best_val_esr: float,
-    ) -> None:
-        """Account one finished epoch (live, or replayed from a checkpoint's history)."""
+    def record_epoch(self, entry: dict[str, Any], targets: int, best_val_esr: float) -> None:
+        """Account one finished epoch from its history entry (``epoch``, ``seconds``, ``loss``, ``val_loss``,
+        ``windows_per_second``); ``targets`` trained per epoch; the best validation ESR so far."""
         labels = self._labels
-        EPOCH_DURATION.labels(*labels).observe(seconds)
-        WINDOWS_PROCESSED.labels(*labels).inc(windows)
-        EPOCHS_COMPLETED.labels(*labels).set(epoch)
-        WINDOWS_PER_SECOND.labels(*labels).set(windows_per_second)
-        TRAIN_ESR.labels(*labels).set(train_esr)
-        VAL_ESR.labels(*labels).set(val_esr)
+        EPOCH_DURATION.labels(*labels).observe(entry["seconds"])
+        WINDOWS_PROCESSED.labels(*labels).inc(targets)
+        EPOCHS_COMPLETED.labels(*labels).set(entry["epoch"])
+        WINDOWS_PER_SECOND.labels(*labels).set(entry["windows_per_second"])
+        TRAIN_ESR.labels(*labels).set(entry["loss"])
+        VAL_ESR.labels(*labels).set(entry["val_loss"])
         BEST_VAL_ESR.labels(*labels).set(best_val_esr)
 
+    def replay(self, epochs: list[dict[str, Any]], targets: int, epochs_planned: int) -> None:
+        """Start over and account every epoch of a history (what a resumed or skipped unit did before)."""
+        self.start(epochs_planned)
+        best = math.inf
+        for entry in epochs:
+            best = min(best, entry["val_loss"])
+            self.record_epoch(entry, targets, best)
+
     def completed(self, timestamp: float | None = None) -> None:
-        """Mark this context finished."""
+        """Mark this unit finished."""
         TRAIN_COMPLETED.labels(*self._labels).set(time.time() if timestamp is None else timestamp)
 
     def push(self) -> bool:
-        """Pushadd this context's series if a Pushgateway is set; on failure warn (once per outage) and go on."""
+        """Pushadd this unit's series if a Pushgateway is set; on failure warn (once per outage) and go on."""
         if not self.pushgateway:
             return False
-        view = _View(TRAIN_METRICS, {"run": self.run, "context": str(self.context)})
+        view = _View(TRAIN_METRICS, {"run": self.run, "unit": self.unit.name})
         try:
             _push(self.pushgateway, TRAIN_JOB, self.grouping_key, view)
         except (OSError, ValueError) as error:
@@ -207,23 +208,3 @@ def push_sweep_status(pushgateway: str, run: str, status: str, timestamp: float 
         _push(pushgateway, SWEEP_JOB, {"run": run}, _View(SWEEP_METRICS, {"run": run}))
     except (OSError, ValueError) as error:
         raise TelemetryError(f"cannot push the sweep status to the Pushgateway at {pushgateway}: {error}") from None
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m sd1job push-status``."""
-    parser.add_argument(
-        "--status", required=True, choices=SWEEP_STATUSES, help="the workflow's final status ({{workflow.status}})"
-    )
-
-
-def run(args: argparse.Namespace, config: Config) -> int:
-    """CLI entry of ``push-status``: push the sweep's final status to ``metrics.pushgateway``."""
-    gateway = config.metrics.pushgateway
-    if not gateway:
-        raise TelemetryError(
-            "metrics.pushgateway is not set: push-status needs a Pushgateway URL "
-            "(config metrics.pushgateway or SD1JOB_METRICS__PUSHGATEWAY)"
-        )
-    push_sweep_status(gateway, config.run_id, args.status)
-    log.info("push-status: pushed status %s of run %s to %s", args.status, config.run_id, gateway)
-    return 0

@@ -51,7 +51,7 @@ def write_toy_recordings(store: Store, config: Config, seconds: float = 3.0, rif
     write_pair(store, config.recordings.train.dry, config.recordings.train.wet, dry, toy_pedal(dry), rate)
     for index, riff in enumerate(config.recordings.riffs):
         riff_dry = toy_dry(riff_seconds, rate, seed=100 + index)
-        write_pair(store, riff_dry_key(config, riff), riff_wet_key(config, riff), riff_dry, toy_pedal(riff_dry), rate)
+        write_pair(store, riff_dry_key(config.recordings.test_dir, riff), riff_wet_key(config.recordings.test_dir, riff), riff_dry, toy_pedal(riff_dry), rate)
 
 
 def small_config(store: str, **overrides: object) -> Config:
@@ -104,12 +104,12 @@ def run_job(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
 
 def prepare_run(config: Config, config_file: Path, env: dict[str, str], seconds: float = 2.0) -> Path:
     """Write toy recordings and the data stage's datasets for ``config`` (store settings from ``env``)."""
-    from sd1job.data_stage import run_data
+    from sd1job.stages.data import build_datasets
     from sd1job.store import open_store
 
     with environment(env):
         store = open_store(config.store)
         write_toy_recordings(store, config, seconds=seconds)
-        run_data(config, store)
+        build_datasets(config, store)
     config_file.write_text(config.to_yaml())
     return config_file

@@ -20,11 +20,12 @@ TEMPLATE = "report.html.j2"
 
 @dataclass(frozen=True)
 class Figure:
-    """One plot: its file relative to the page, a title and a caption."""
+    """One plot: its name (the template holds its title and caption), its file relative to the page,
+    and the numbers the caption quotes."""
 
+    name: str
     href: str
-    title: str
-    caption: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ class ListeningRow:
     clips: list[Clip]
 
 
+@dataclass(frozen=True)
+class ExportedFile:
+    """A model exported for players: its unit, its file relative to the page, its size in bytes."""
+
+    unit: str
+    href: str
+    size: int
+
+
 @dataclass
 class ReportPage:
     """Everything the report shows."""
@@ -54,9 +64,12 @@ class ReportPage:
     columns: list[str]
     rows: list[dict[str, Any]]
     summary: list[dict[str, Any]]
+    summary_columns: list[str]
     reference: list[dict[str, Any]]
+    statistics: dict[str, Any]
     figures: list[Figure]
     listening: list[ListeningRow]
+    exports: list[ExportedFile] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
@@ -89,19 +102,35 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters["num"] = format_number
+    environment.filters["bytes"] = format_bytes
     environment.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=False)
     return environment
 
 
 def _esr_table(page: ReportPage) -> tuple[list[str], list[dict[str, Any]]]:
-    """The seed's table: one row per context, one ESR column per riff, plus the mean."""
+    """The seed's table: one row per arm, one ESR column per riff (mean over the arm's seeds), plus the mean."""
     riffs = list(dict.fromkeys(row["riff"] for row in page.rows))
     table = []
     for summary in page.summary:
-        context = summary["context"]
-        values = {row["riff"]: row["esr"] for row in page.rows if row["context"] == context}
-        table.append({"context": context, "values": [values.get(riff) for riff in riffs], "mean": summary["esr"]})
+        mine = [row for row in page.rows if row["kind"] == summary["kind"] and row["context"] == summary["context"]]
+        values = [[row["esr"] for row in mine if row["riff"] == riff] for riff in riffs]
+        table.append(
+            {
+                "arm": summary["arm"],
+                "values": [sum(v) / len(v) if v else None for v in values],
+                "mean": summary["esr"],
+            }
+        )
     return riffs, table
+
+
+def format_bytes(size: int) -> str:
+    """A file size for people: 812 B, 70.3 KiB, 4.1 MiB."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 def manifest_checks(manifest: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:

@@ -43,7 +43,7 @@ from scipy import signal
 from sd1job.audio import encode_wav
 from sd1job.config import Config
 from sd1job.errors import UserError
-from sd1job.layout import riff_dry_key, riff_wet_key
+from sd1job.layout import SYNTH_INFO, riff_dry_key, riff_wet_key
 from sd1job.store import Store, open_store
 from sd1job.synth.guitar import Guitar, noise_floor
 from sd1job.synth.pedal import OVERSAMPLE, SD1, Knobs, VirtualSD1
@@ -51,7 +51,7 @@ from sd1job.synth.score import Score
 
 log = logging.getLogger(__name__)
 
-SYNTH_INFO_KEY = "recordings/synth.json"
+
 GENERATOR_VERSION = 1
 DRY_PEAK_MAX = 0.95
 WET_PEAK = 10 ** (-3 / 20)
@@ -423,24 +423,23 @@ def generate(settings: DemoSettings) -> DemoSet:
 def _keys(config: Config, riffs: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     keys = {"train": (config.recordings.train.dry, config.recordings.train.wet)}
     for name in riffs:
-        keys[name] = (riff_dry_key(config, name), riff_wet_key(config, name))
+        keys[name] = (riff_dry_key(config.recordings.test_dir, name), riff_wet_key(config.recordings.test_dir, name))
     return keys
 
 
 def _check_existing(store: Store, settings: DemoSettings, keys: list[str]) -> bool:
     """True if the same settings were already written; raise if other recordings would be overwritten."""
-    if store.exists(SYNTH_INFO_KEY):
-        info = store.read_json(SYNTH_INFO_KEY)
+    if store.exists(SYNTH_INFO):
+        info = store.read_json(SYNTH_INFO)
         if isinstance(info, dict) and info.get("settings") == settings.as_json():
             if all(store.exists(key) for key in keys):
                 return True
         else:
             raise SynthError(
-                f"{store.url(SYNTH_INFO_KEY)}: demo recordings with other settings exist; "
-                "pass --force to overwrite them"
+                f"{store.url(SYNTH_INFO)}: demo recordings with other settings exist; pass --force to overwrite them"
             )
     present = [key for key in keys if store.exists(key)]
-    if present and not store.exists(SYNTH_INFO_KEY):
+    if present and not store.exists(SYNTH_INFO):
         raise SynthError(
             f"{store.url(present[0])} exists and was not written by synth; pass --force to overwrite recordings"
         )
@@ -477,12 +476,12 @@ def write_demo_recordings(
     keys = _keys(config, settings.riffs)
     all_keys = [key for pair in keys.values() for key in pair]
     if not force and _check_existing(store, settings, all_keys):
-        log.info("synth: %s already holds these recordings; nothing to do", store.url(SYNTH_INFO_KEY))
-        return store.read_json(SYNTH_INFO_KEY)
+        log.info("synth: %s already holds these recordings; nothing to do", store.url(SYNTH_INFO))
+        return store.read_json(SYNTH_INFO)
     demo = generate(settings)
     wet_peak = max(float(np.max(np.abs(w))) for w in demo.wet.values())
     wet_gain = WET_PEAK / wet_peak
-    store.delete(SYNTH_INFO_KEY)  # written last: its presence marks a complete set
+    store.delete(SYNTH_INFO)  # written last: its presence marks a complete set
     files: dict[str, dict[str, Any]] = {}
     for name, (dry_key, wet_key) in keys.items():
         for key, samples in ((dry_key, demo.dry[name]), (wet_key, demo.wet[name] * wet_gain)):
@@ -510,8 +509,8 @@ def write_demo_recordings(
         "train_sections": demo.sections,
         "files": files,
     }
-    store.write_json(SYNTH_INFO_KEY, info)
-    log.info("synth: wrote %d recordings and %s", len(files), store.url(SYNTH_INFO_KEY))
+    store.write_json(SYNTH_INFO, info)
+    log.info("synth: wrote %d recordings and %s", len(files), store.url(SYNTH_INFO))
     return info
 
 

@@ -1,0 +1,244 @@
+"""The ``eval`` stage: score one trained unit on every test riff.
+
+``python -m sd1job eval --config FILE --unit c440-s25`` (or ``--context N [--seed S]``,
+``--kind stateful``) predicts every riff in ``recordings.riffs`` whole with the unit's model and
+writes under the unit's folder ``models/<unit>/eval/``: ``o_<riff>.wav`` (the output, 24-bit at
+the recordings' rate) and, last, ``scores.json`` (one row per riff: ESR, pre-emphasis ESR, MSE,
+MAE, STFT distance, inference time and real-time factor; plus what the report needs of the
+unit's training). Without a unit it scores every trained unit of the config not scored yet. A
+unit whose model, training history, riffs and eval settings are unchanged since it was scored
+is skipped; ``python -m sd1job report`` gathers the scores of every unit.
+
+Alignment: output sample ``t`` comes from ``dry[..t]`` (the windowed model: ``dry[t-n+1 .. t]``,
+zeros before the start; the stateful model: every sample up to t, from a zero state), so the
+output has the input's length and lines up with the wet recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from sd1job import scores
+from sd1job.audio import CheckedPair, encode_wav, load_riffs
+from sd1job.config import Config, EvalConfig, RecordingsConfig
+from sd1job.errors import UserError
+from sd1job.hashing import fingerprint, sha256_hex
+from sd1job.layout import RunLayout, riff_dry_key, riff_wet_key
+from sd1job.model import flops_per_sample
+from sd1job.stages.options import add_unit_options, chosen_units
+from sd1job.store import MissingObjectError, Store, StoreError, open_store
+from sd1job.units import Unit
+
+log = logging.getLogger(__name__)
+
+# history.json fields the stage reads (the train stage writes them).
+HISTORY_FIELDS = ("epochs_run", "best_epoch", "best_val_loss", "total_seconds", "seconds_per_epoch", "epochs")
+
+
+class EvalError(UserError, RuntimeError):
+    """A unit cannot be scored: not trained, or an unusable model or history file."""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m sd1job eval``: which units (default: every trained unit not yet scored)."""
+    add_unit_options(parser, required=False)
+    parser.add_argument("--force", action="store_true", help="score again even if the scores are up to date")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """CLI entry: score the chosen units (every trained one by default)."""
+    explicit = args.unit is not None or args.context is not None or args.kind is not None
+    score_units(config, open_store(config.store), chosen_units(args, config), explicit=explicit, force=args.force)
+    return 0
+
+
+def score_units(config: Config, store: Store, units: list[Unit], *, explicit: bool, force: bool = False) -> list[Unit]:
+    """Score every trained unit of ``units`` whose scores are not up to date; return those scored.
+
+    ``explicit``: the units were asked for by name, so an untrained one is an error (otherwise a
+    warning); no trained unit at all is always an error.
+    """
+    layout = RunLayout(config.run_id)
+    trained = [unit for unit in units if is_trained(store, layout, unit)]
+    untrained = [unit for unit in units if unit not in trained]
+    if explicit and untrained:
+        raise EvalError(
+            f"{', '.join(u.name for u in untrained)}: not trained (no {store.url(layout.history(untrained[0]))}); "
+            "run the train stage first"
+        )
+    if not trained:
+        raise EvalError(f"no trained unit to score in {store.url(layout.root)} (run the train stage first)")
+    for unit in untrained:
+        log.warning("eval: %s is not trained yet; skipped", unit.name)
+    riffs: list[CheckedPair] | None = None
+    scored = []
+    for unit in trained:
+        if not force and is_finished(store, layout, unit, config.eval, config.recordings):
+            log.info("eval %s: scores are up to date at %s", unit.name, store.url(layout.scores(unit)))
+            continue
+        riffs = riffs if riffs is not None else load_riffs(store, config.recordings)
+        evaluate_unit(store, layout, unit, riffs, config.eval, config.recordings.test_dir)
+        scored.append(unit)
+    return scored
+
+
+def is_trained(store: Store, layout: RunLayout, unit: Unit) -> bool:
+    """Whether the unit has a model and its history (what the train stage writes last)."""
+    return store.exists(layout.history(unit)) and store.exists(layout.model(unit))
+
+
+def inputs_digest(
+    store: Store, layout: RunLayout, unit: Unit, settings: EvalConfig, riffs: list[str], test_dir: str
+) -> str:
+    """What a unit's scores depend on: its history (which changes whenever its model does), the riffs, eval settings."""
+    keys = [layout.history(unit)]
+    for riff in riffs:
+        keys += [riff_dry_key(test_dir, riff), riff_wet_key(test_dir, riff)]
+    return fingerprint(
+        {
+            "eval": settings.model_dump(exclude={"waveform_riff", "alpha"}),
+            "objects": {key: sha256_hex(store.read_bytes(key)) for key in keys},
+        }
+    )
+
+
+def is_finished(
+    store: Store, layout: RunLayout, unit: Unit, settings: EvalConfig, recordings: RecordingsConfig
+) -> bool:
+    """Whether the unit's scores.json exists and covers exactly its current model, riffs and settings."""
+    if not store.exists(layout.scores(unit)):
+        return False
+    recorded = store.read_json(layout.scores(unit)).get("inputs")
+    try:
+        return recorded == inputs_digest(store, layout, unit, settings, recordings.riffs, recordings.test_dir)
+    except MissingObjectError:
+        return False
+
+
+def read_history(store: Store, key: str) -> dict[str, Any]:
+    """A train-stage history.json, checked for the fields the stage uses."""
+    try:
+        history = store.read_json(key)
+    except MissingObjectError:
+        raise EvalError(f"{store.url(key)}: history file disappeared") from None
+    except StoreError as error:
+        raise EvalError(str(error)) from None
+    if not isinstance(history, dict):
+        raise EvalError(f"{store.url(key)}: history must be a JSON object")
+    absent = [name for name in HISTORY_FIELDS if name not in history]
+    if absent:
+        raise EvalError(f"{store.url(key)}: history lacks field(s) {', '.join(absent)}")
+    if not isinstance(history["epochs"], list) or not all(isinstance(e, dict) for e in history["epochs"]):
+        raise EvalError(f"{store.url(key)}: history field 'epochs' must be a list of objects")
+    return history
+
+
+def make_predictor(model_data: bytes, source: str, unit: Unit, batch_size: int) -> Any:
+    """The fast predictor of the unit's kind (TensorFlow and numba are imported only here)."""
+    from sd1job.infer.weights import load_weights
+
+    weights = load_weights(model_data, source, unit.context)
+    if unit.kind == "stateful":
+        from sd1job.infer.stateful import StreamingPredictor
+
+        return StreamingPredictor(weights)
+    from sd1job.infer.windowed import SlidingWindowPredictor
+
+    assert unit.context is not None
+    return SlidingWindowPredictor(weights, unit.context, batch_size)
+
+
+def output_wav(prediction: np.ndarray, sample_rate: int, source: str) -> bytes:
+    """The output as a 24-bit WAV, clipped to full scale with a warning (the scores use the raw output)."""
+    clipped = int(np.count_nonzero(np.abs(prediction) > 1.0))
+    if clipped:
+        log.warning(
+            "eval: %s: %d samples beyond full scale, clipped in the WAV (scores use the raw output)", source, clipped
+        )
+    return encode_wav(np.clip(prediction, -1.0, 1.0), sample_rate)
+
+
+def score_row(unit: Unit, riff: CheckedPair, prediction: np.ndarray, infer_seconds: float, pre_emphasis: float) -> dict:
+    """One riff's scores and inference cost."""
+    row: dict[str, Any] = {"riff": riff.name}
+    row.update(scores.score_all(riff.wet, prediction, pre_emphasis).as_dict())
+    row["infer_seconds"] = infer_seconds
+    row["realtime_factor"] = riff.seconds / infer_seconds if infer_seconds > 0 else None
+    return row
+
+
+def evaluate_unit(
+    store: Store, layout: RunLayout, unit: Unit, riffs: list[CheckedPair], settings: EvalConfig, test_dir: str
+) -> dict[str, Any]:
+    """Predict and score every riff with the unit's model; write each output, then scores.json; return it."""
+    history = read_history(store, layout.history(unit))
+    model_key = layout.model(unit)
+    try:
+        model_data = store.read_bytes(model_key)
+    except MissingObjectError:
+        raise EvalError(f"{store.url(model_key)}: model file disappeared") from None
+    predictor = make_predictor(model_data, store.url(model_key), unit, settings.batch_size)
+    started = time.perf_counter()
+    predictor.warm_up()
+    compile_seconds = time.perf_counter() - started
+    rows = []
+    for riff in riffs:
+        started = time.perf_counter()
+        prediction = predictor.predict(riff.dry)
+        infer_seconds = time.perf_counter() - started
+        if not np.all(np.isfinite(prediction)):
+            raise EvalError(f"{store.url(model_key)}: the model outputs NaN or Inf on riff {riff.name!r}")
+        output_key = layout.unit_output(unit, riff.name)
+        store.write_bytes(output_key, output_wav(prediction, riff.sample_rate, store.url(output_key)))
+        row = score_row(unit, riff, prediction, infer_seconds, settings.pre_emphasis)
+        rows.append(row)
+        log.info(
+            "eval %s %s: ESR %.4g, pre-emphasis ESR %.4g, %.1fx real time",
+            unit.name,
+            riff.name,
+            row["esr"],
+            row["esr_pre"],
+            row["realtime_factor"] or 0.0,
+        )
+    units = int(history.get("lstm_units", 0))
+    document = {
+        "unit": unit.name,
+        "kind": unit.kind,
+        "context": unit.context,
+        "seed": unit.seed,
+        "sample_rate": riffs[0].sample_rate,
+        "pre_emphasis": settings.pre_emphasis,
+        "test_dir": test_dir,
+        "rows": rows,
+        "training": {
+            "epochs_run": history["epochs_run"],
+            "best_epoch": history["best_epoch"],
+            "best_val_loss": history["best_val_loss"],
+            "still_improving": bool(history.get("still_improving", history["best_epoch"] == history["epochs_run"])),
+            "stop_reason": history.get("stop_reason"),
+            "train_seconds": history["total_seconds"],
+            "seconds_per_epoch": history["seconds_per_epoch"],
+            "epoch_seconds": [entry["seconds"] for entry in history["epochs"]],
+            "parameter_count": history.get("parameter_count"),
+            "lstm_units": units,
+        },
+        "flops_per_sample": flops_per_sample(unit.kind, unit.context, units),
+        "audio_seconds": sum(riff.seconds for riff in riffs),
+        "infer_seconds": sum(row["infer_seconds"] for row in rows),
+        "realtime_factor": _realtime_factor(riffs, rows),
+        "compile_seconds": compile_seconds,
+        "inputs": inputs_digest(store, layout, unit, settings, [r.name for r in riffs], test_dir),
+    }
+    store.write_json(layout.scores(unit), document)
+    return document
+
+
+def _realtime_factor(riffs: list[CheckedPair], rows: list[dict[str, Any]]) -> float | None:
+    """Audio seconds per inference second over every riff (the one-off compile excluded)."""
+    seconds = sum(row["infer_seconds"] for row in rows)
+    return sum(riff.seconds for riff in riffs) / seconds if seconds > 0 else None

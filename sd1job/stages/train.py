@@ -1,0 +1,421 @@
+"""The ``train`` stage: one unit (model kind, context, seed), resumable, instrumented.
+
+``python -m sd1job train --config FILE --unit c440-s25`` (or ``--context 440 [--seed 25]``, or
+``--kind stateful [--seed S]``; without ``--seed`` the matching seeds train in turn) reads what the
+data stage wrote and trains the unit's model with Adam and the ESR loss, early stopping on the
+validation loss with the best weights kept. Under ``runs/<run_id>/models/<unit>/`` it writes
+``model.keras``, ``loss.png``, ``summary.json`` and, last, ``history.json``: the unit is trained once
+the model and the history exist, and a trained unit is skipped unless ``--force``.
+
+After every epoch one object, ``checkpoint.npz`` (weights, Adam state, best weights, early
+stopping, history so far), replaces the last one atomically; rerunning the same command resumes
+from it (the history's ``resumed_at_epochs`` lists where). Seeds: Python, numpy and TensorFlow
+from the unit's seed; on CPU the same config gives the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sd1job import __version__, dataset
+from sd1job.checkpoint import CHECKPOINT_VERSION, Checkpoint, EarlyStopping, decode_checkpoint, encode_checkpoint
+from sd1job.config import Config, StatefulConfig, TrainConfig
+from sd1job.errors import UserError
+from sd1job.hashing import digest_arrays, fingerprint
+from sd1job.layout import RunLayout
+from sd1job.model import flops_per_sample
+from sd1job.report.plots import loss_curve
+from sd1job.scores import ESR_EPSILON
+from sd1job.stages.options import add_unit_options, chosen_units
+from sd1job.store import Store, open_store
+from sd1job.telemetry import TrainingMetrics, serve
+from sd1job.training import StatefulFitter, WindowedFitter, configure_runtime, model_bytes
+from sd1job.units import Unit
+
+log = logging.getLogger(__name__)
+
+STOP_EARLY = "early_stopping"
+STOP_MAX_EPOCHS = "max_epochs"
+# Settings that change how fast training runs or how long, not what an epoch computes: a
+# checkpoint made with other values is still resumed (epochs and patience only extend or cut).
+_SPEED_AND_LENGTH = {"epochs", "patience", "jit_compile", "threads", "repeats"}
+
+
+class TrainError(UserError, RuntimeError):
+    """Training cannot start or went wrong in a way the user can fix (bad positions, divergence)."""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m sd1job train``."""
+    add_unit_options(parser, required=True)
+    parser.add_argument(
+        "--force", action="store_true", help="retrain from scratch even if the unit is trained or checkpointed"
+    )
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """CLI entry: train the chosen units in turn."""
+    store = open_store(config.store)
+    progress_bar = sys.stdout.isatty() and not args.quiet
+    for unit in chosen_units(args, config):
+        train_unit(config, store, unit, force=args.force, progress_bar=progress_bar)
+    return 0
+
+
+# --- what decides a unit's weights -------------------------------------------------------------
+
+
+def trained_settings(unit: Unit, train: TrainConfig, stateful: StatefulConfig) -> dict[str, Any]:
+    """The settings that decide what an epoch computes (recorded in history.json, compared on a skip)."""
+    settings = train.model_dump(exclude=_SPEED_AND_LENGTH)
+    settings["seed"] = unit.seed
+    if unit.kind == "stateful":
+        settings["stateful"] = stateful.model_dump()
+        settings.pop("batch_size")  # the windowed model's batch of windows
+    return settings
+
+
+def check_positions(split: dataset.Split, context: int, length: int, source: str) -> None:
+    """TrainError unless every position is a full window of ``context`` samples inside the audio."""
+    for name, positions in (("train", split.train), ("val", split.val)):
+        if positions.size == 0:
+            raise TrainError(f"{source}: no {name} positions")
+        low, high = int(positions.min()), int(positions.max())
+        if low < context - 1 or high >= length:
+            raise TrainError(
+                f"{source}: {name} positions span {low}..{high}, outside {context - 1}..{length - 1} for "
+                f"context {context}; rerun the data stage with this config"
+            )
+
+
+def is_finished(store: Store, layout: RunLayout, unit: Unit) -> bool:
+    """Whether the unit is trained (history.json is written last, after model.keras)."""
+    return store.exists(layout.history(unit)) and store.exists(layout.model(unit))
+
+
+# --- one unit's training state ------------------------------------------------------------------
+
+
+@dataclass
+class UnitRun:
+    """The state of one unit's training: history, early stopping, best weights; checkpointed every epoch."""
+
+    unit: Unit
+    fitter: WindowedFitter | StatefulFitter
+    fingerprint: str
+    patience: int
+    epochs_planned: int
+    metrics: TrainingMetrics
+    store: Store
+    checkpoint_key: str
+
+    def __post_init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.early = EarlyStopping(self.patience)
+        self.best_weights: list[np.ndarray] = []
+        self.resumed_at: list[int] = []
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs finished so far (including those before a resume)."""
+        return len(self.history)
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Continue from a checkpoint: weights, Adam state, early stopping, history; replay the metrics."""
+        model = self.fitter.model
+        model.set_weights(checkpoint.weights)
+        variables = self.fitter.optimizer_variables()
+        if len(variables) != len(checkpoint.optimizer):
+            raise TrainError("checkpoint optimizer state does not match the model; rerun with --force")
+        for variable, value in zip(variables, checkpoint.optimizer, strict=True):
+            variable.assign(value)
+        state = checkpoint.state
+        self.history = list(state["history"])
+        self.early = EarlyStopping.from_json(self.patience, state["early_stopping"])
+        self.best_weights = checkpoint.best_weights
+        self.resumed_at = [*state.get("resumed_at", []), self.epochs_done]
+        self.metrics.replay(self.history, self.fitter.train_targets, self.epochs_planned)
+
+    def checkpoint(self) -> Checkpoint:
+        """The state after the last finished epoch."""
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "fingerprint": self.fingerprint,
+            "unit": self.unit.name,
+            "epoch": self.epochs_done,
+            "early_stopping": self.early.to_json(),
+            "history": self.history,
+            "resumed_at": self.resumed_at,
+        }
+        optimizer = [np.asarray(v.numpy()) for v in self.fitter.optimizer_variables()]
+        return Checkpoint(state, self.fitter.model.get_weights(), optimizer, self.best_weights)
+
+    def on_epoch(self, epoch: int, logs: dict[str, float], seconds: float, train_seconds: float) -> bool:
+        """Record a finished epoch, checkpoint it, report it; True when early stopping says stop."""
+        entry = {
+            "epoch": epoch,
+            **{name: float(logs[name]) for name in ("loss", "val_loss", "mse", "mae", "val_mse", "val_mae")},
+            "seconds": round(seconds, 4),
+            "train_seconds": round(train_seconds, 4),
+            "windows_per_second": round(self.fitter.train_targets / max(train_seconds, 1e-9), 1),
+        }
+        if not (math.isfinite(entry["loss"]) and math.isfinite(entry["val_loss"])):
+            raise TrainError(
+                f"{self.unit.name}: training diverged at epoch {epoch} (loss {entry['loss']}, val_loss "
+                f"{entry['val_loss']}); lower train.learning_rate"
+            )
+        if self.early.update(epoch, entry["val_loss"]):
+            self.best_weights = self.fitter.model.get_weights()
+        self.history.append(entry)
+        self.metrics.record_epoch(entry, self.fitter.train_targets, self.early.best_val_loss)
+        self.store.write_bytes(self.checkpoint_key, encode_checkpoint(self.checkpoint()))
+        log.info(
+            "train %s epoch %d/%d: loss %.5f val_loss %.5f | %.1f s, %s targets/s | best %.5f (epoch %d)",
+            self.unit.name,
+            epoch,
+            self.epochs_planned,
+            entry["loss"],
+            entry["val_loss"],
+            entry["seconds"],
+            f"{entry['windows_per_second']:,.0f}",
+            self.early.best_val_loss,
+            self.early.best_epoch,
+        )
+        self.metrics.push()
+        return self.early.should_stop
+
+    def final_history(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """history.json: per-epoch entries and the run's totals."""
+        total = sum(e["seconds"] for e in self.history)
+        best_is_last = self.early.best_epoch == self.epochs_done
+        return {
+            "unit": self.unit.name,
+            "kind": self.unit.kind,
+            "context": self.unit.context,
+            "seed": self.unit.seed,
+            "parameter_count": int(self.fitter.model.count_params()),
+            "lstm_units": self.fitter.model.get_layer("lstm").units,
+            "train_windows": self.fitter.train_targets,
+            "val_windows": self.fitter.val_targets,
+            "epochs": self.history,
+            "best_epoch": self.early.best_epoch,
+            "best_val_loss": self.early.best_val_loss,
+            "epochs_run": self.epochs_done,
+            "epochs_planned": self.epochs_planned,
+            "total_seconds": round(total, 4),
+            "seconds_per_epoch": round(total / max(self.epochs_done, 1), 4),
+            "stop_reason": STOP_EARLY if self.early.should_stop else STOP_MAX_EPOCHS,
+            "still_improving": bool(best_is_last and not self.early.should_stop),
+            "resumed_at_epochs": self.resumed_at,
+            "fingerprint": self.fingerprint,
+            "train_settings": settings,
+            "finished_at": time.time(),
+        }
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+def train_unit(
+    config: Config, store: Store, unit: Unit, *, force: bool = False, progress_bar: bool = False
+) -> dict[str, Any]:
+    """Train one unit: skip it if trained, else resume or start, fit, write its outputs; return history.json."""
+    layout = RunLayout(config.run_id)
+    train, stateful = config.train, config.model.stateful
+    settings = trained_settings(unit, train, stateful)
+    metrics = TrainingMetrics(config.run_id, unit, config.metrics.pushgateway)
+    if config.metrics.port:
+        serve(config.metrics.port)
+    if force:
+        clear_unit(store, layout, unit)
+    elif is_finished(store, layout, unit):
+        return skip_trained(store, layout, unit, settings, metrics, train.epochs)
+
+    runtime = configure_runtime(train.threads, train.jit_compile)  # before the first TensorFlow op
+    keras.utils.set_random_seed(unit.seed)
+    fitter, data_digest = build_fitter(store, layout, unit, train, stateful, config.recordings.sample_rate)
+    unit_fingerprint = fingerprint(
+        {"unit": unit.name, "train": settings, "data": data_digest, "checkpoint_version": CHECKPOINT_VERSION}
+    )
+    state = UnitRun(
+        unit, fitter, unit_fingerprint, train.patience, train.epochs, metrics, store, layout.checkpoint(unit)
+    )
+    metrics.start(train.epochs)
+    checkpoint = load_checkpoint(store, layout.checkpoint(unit), unit_fingerprint)
+    if checkpoint is not None:
+        state.resume(checkpoint)
+        log.info(
+            "train %s: resuming after epoch %d (best val_loss %.5f at epoch %d)",
+            unit.name,
+            state.epochs_done,
+            state.early.best_val_loss,
+            state.early.best_epoch,
+        )
+    log.info(
+        "train %s: %d training / %d validation targets, %d parameters, %s, %d/%d threads, XLA %s",
+        unit.name,
+        fitter.train_targets,
+        fitter.val_targets,
+        fitter.model.count_params(),
+        runtime["device"],
+        runtime["intra_op_threads"],
+        runtime["inter_op_threads"],
+        "on" if train.jit_compile else "off",
+    )
+
+    if state.epochs_done < train.epochs and not state.early.should_stop:
+        fitter.fit(state.epochs_done, train.epochs, state.on_epoch, progress_bar)
+    if state.best_weights:
+        fitter.model.set_weights(state.best_weights)
+    history = state.final_history(settings)
+    runtime["jit_compile"] = train.jit_compile
+    write_outputs(store, layout, unit, fitter, history, runtime, config.model_dump(mode="json"))
+    metrics.completed(history["finished_at"])
+    metrics.push()
+    log.info(
+        "train %s: done, %d epochs (%s), best val_loss %.5f at epoch %d, %.1f s/epoch -> %s",
+        unit.name,
+        history["epochs_run"],
+        history["stop_reason"],
+        history["best_val_loss"],
+        history["best_epoch"],
+        history["seconds_per_epoch"],
+        store.url(layout.unit_dir(unit)),
+    )
+    return history
+
+
+def skip_trained(
+    store: Store,
+    layout: RunLayout,
+    unit: Unit,
+    settings: dict[str, Any],
+    metrics: TrainingMetrics,
+    epochs_planned: int,
+) -> dict[str, Any]:
+    """A trained unit: say so, warn if it was trained with other settings, re-push its final metrics."""
+    history = store.read_json(layout.history(unit))
+    log.info(
+        "train %s: already trained (%d epochs, best val_loss %.5f at epoch %d) at %s; use --force to retrain",
+        unit.name,
+        history.get("epochs_run", 0),
+        history.get("best_val_loss", math.nan),
+        history.get("best_epoch", 0),
+        store.url(layout.unit_dir(unit)),
+    )
+    recorded = history.get("train_settings", {})
+    changed = sorted(k for k, v in settings.items() if k in recorded and recorded[k] != v)
+    if changed:
+        log.warning(
+            "train %s: trained with other settings (%s differ from the config); use --force to retrain",
+            unit.name,
+            ", ".join(changed),
+        )
+    metrics.replay(history.get("epochs", []), int(history.get("train_windows", 0)), epochs_planned)
+    metrics.completed(history.get("finished_at"))
+    metrics.push()
+    return history
+
+
+def build_fitter(
+    store: Store, layout: RunLayout, unit: Unit, train: TrainConfig, stateful: StatefulConfig, sample_rate: int
+) -> tuple[WindowedFitter | StatefulFitter, str]:
+    """The unit's fitter on the data stage's outputs, and a digest of the data it trains on."""
+    dry, wet = dataset.load_training_audio(store, layout)
+    common = {"units": train.lstm_units, "learning_rate": train.learning_rate, "jit_compile": train.jit_compile}
+    if unit.kind == "stateful":
+        segments = dataset.stateful_segments(
+            len(dry),
+            round(stateful.segment_seconds * sample_rate),
+            _validation_fraction(store, layout),
+            stateful.warmup_samples,
+        )
+        fitter: WindowedFitter | StatefulFitter = StatefulFitter(dry, wet, segments, stateful, seed=unit.seed, **common)
+        return fitter, digest_arrays([dry, wet, segments.starts, np.array([segments.val_start])])
+    assert unit.context is not None
+    split = dataset.load_split(store, layout, unit.context)
+    check_positions(split, unit.context, len(dry), store.url(layout.positions(unit.context)))
+    fitter = WindowedFitter(dry, wet, split, unit.context, batch_size=train.batch_size, seed=unit.seed, **common)
+    return fitter, digest_arrays([dry, wet, split.train, split.val])
+
+
+def _validation_fraction(store: Store, layout: RunLayout) -> float:
+    """The held-out fraction the data stage recorded (the stateful model's blocked split uses it)."""
+    manifest = store.read_json(layout.manifest)
+    return float(manifest["val_fraction"])
+
+
+def load_checkpoint(store: Store, key: str, expected_fingerprint: str) -> Checkpoint | None:
+    """The unit's checkpoint if it exists, is readable and was made with the same data and settings."""
+    if not store.exists(key):
+        return None
+    try:
+        checkpoint = decode_checkpoint(store.read_bytes(key), store.url(key))
+    except (UserError, ValueError, KeyError) as error:
+        log.warning("ignoring an unreadable checkpoint %s (%s); starting over", store.url(key), error)
+        return None
+    if checkpoint.state.get("fingerprint") != expected_fingerprint:
+        log.warning(
+            "ignoring checkpoint %s: it was made with other data or training settings; starting over", store.url(key)
+        )
+        return None
+    return checkpoint
+
+
+def clear_unit(store: Store, layout: RunLayout, unit: Unit) -> None:
+    """Remove a unit's outputs, history.json first (so it stops counting as trained at once)."""
+    store.delete(layout.history(unit))
+    store.delete_prefix(layout.unit_dir(unit))
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "sd1job": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def write_outputs(
+    store: Store,
+    layout: RunLayout,
+    unit: Unit,
+    fitter: WindowedFitter | StatefulFitter,
+    history: dict[str, Any],
+    runtime: dict[str, Any],
+    config_record: dict[str, Any],
+) -> None:
+    """Write model.keras, loss.png, summary.json, then history.json (the 'trained' mark), then drop the checkpoint."""
+    store.write_bytes(layout.model(unit), model_bytes(fitter.model))
+    title = f"{unit.name}: best val ESR {history['best_val_loss']:.4g} at epoch {history['best_epoch']}"
+    store.write_bytes(layout.loss_plot(unit), loss_curve(history, title))
+    units = history["lstm_units"]
+    summary = {
+        "unit": unit.name,
+        "parameter_count": history["parameter_count"],
+        "lstm_units": units,
+        "esr_epsilon": ESR_EPSILON,
+        "train_windows": history["train_windows"],
+        "val_windows": history["val_windows"],
+        "flops_per_sample_training": flops_per_sample(unit.kind, unit.context, units, training=True),
+        "flops_per_sample_inference": flops_per_sample(unit.kind, unit.context, units),
+        "runtime": runtime,
+        "config": config_record,
+        "versions": _versions(),
+    }
+    store.write_json(layout.summary(unit), summary)
+    store.write_json(layout.history(unit), history)
+    store.delete(layout.checkpoint(unit))

@@ -1,0 +1,335 @@
+"""The TensorFlow side of training: the runtime, the input pipelines and the epoch loop of each model kind.
+
+Both fitters run epochs ``start .. epochs-1`` and call ``on_epoch(epoch, logs, seconds,
+train_seconds)`` after each (epochs counted from 1); it returns True to stop (early stopping).
+The logs hold ``loss``, ``val_loss`` (ESR), ``mse``, ``mae``, ``val_mse`` and ``val_mae``.
+An epoch's batches depend only on (seed, epoch), never on where training (re)started, so a
+resumed run sees exactly the batches an uninterrupted one would.
+
+- Windowed: Keras ``fit`` on a tf.data pipeline that gathers ``dry[t-n+1 .. t]`` for a batch of
+  stored positions from the one 1-D signal (memory does not grow with n); each epoch is a
+  stateless shuffle seeded by ``(train.seed, epoch)``.
+- Stateful: truncated backpropagation through time. A batch holds ``batch_size`` training
+  segments; the LSTM starts each from a zero state, runs ``warmup_samples`` without scoring them,
+  then the rest of the segment in steps of ``tbptt_samples``, one gradient update per step, the
+  state carried from step to step (gradients stop at step boundaries). Validation runs the held-
+  out stretch the same way (in segments, warm-ups unscored). Batches that would hold fewer
+  segments than the others are dropped (their segments come round in other epochs' orders).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sd1job import dataset
+from sd1job.config import StatefulConfig
+from sd1job.model import build_model, build_stateful_model, esr_loss
+from sd1job.scores import ESR_EPSILON
+
+log = logging.getLogger(__name__)
+
+OnEpoch = Callable[[int, dict[str, float], float, float], bool]
+
+
+def configure_runtime(threads: int, jit_compile: bool) -> dict[str, Any]:
+    """Apply thread settings and CPU determinism; call before TensorFlow creates its first op.
+
+    ``threads`` 0: one intra-op and one inter-op thread on CPU (the most work per CPU-second with
+    XLA; the local sweep runs one trainer per core), TF's defaults on a GPU; N > 0: N and N. If
+    the runtime already started with other values (a second training in one process) the old
+    values stay and a warning says so.
+
+    Determinism on CPU: the input pipelines are deterministic by construction and XLA's compiled
+    step is too; without XLA, TF's op determinism is switched on (Keras refuses XLA under it).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    wanted = threads if threads > 0 else (None if gpus else 1)
+    if wanted is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(wanted)
+            tf.config.threading.set_inter_op_parallelism_threads(wanted)
+        except RuntimeError:
+            current = tf.config.threading.get_intra_op_parallelism_threads()
+            if current != wanted:
+                log.warning(
+                    "TensorFlow already runs with %d intra-op threads; train.threads takes effect in a new process",
+                    current,
+                )
+    op_determinism = not gpus and not jit_compile
+    if op_determinism:
+        tf.config.experimental.enable_op_determinism()
+    return {
+        "device": "GPU" if gpus else "CPU",
+        "gpus": [gpu.name for gpu in gpus],
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "op_determinism": op_determinism,
+    }
+
+
+def model_bytes(model: keras.Model) -> bytes:
+    """The model as ``.keras`` archive bytes."""
+    with tempfile.TemporaryDirectory(prefix="sd1job-model-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def _optimizer_variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[Any]:
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    return list(optimizer.variables)
+
+
+# --- windowed ----------------------------------------------------------------------------------
+
+
+def window_dataset(
+    dry: np.ndarray | tf.Tensor,
+    wet: np.ndarray | tf.Tensor,
+    positions: np.ndarray,
+    context: int,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None = None,
+    epochs: tuple[int, int] = (0, 1),
+) -> tf.data.Dataset:
+    """Batches ``(x, y)``: x = dry windows (batch, n, 1) gathered on the fly, y = wet targets (batch, 1).
+
+    Without ``shuffle_seed``: the positions once, in order (validation). With it: the epochs
+    ``epochs[0] .. epochs[1]-1`` back to back, each a stateless shuffle seeded by
+    ``(shuffle_seed, epoch)`` ending in its own (possibly short) batch.
+    """
+    dry_t = tf.convert_to_tensor(dry, dtype=tf.float32)
+    wet_t = tf.convert_to_tensor(wet, dtype=tf.float32)
+    positions_t = tf.convert_to_tensor(positions, dtype=tf.int64)
+    offsets = tf.range(-context + 1, 1, dtype=tf.int64)
+
+    def windows(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = tf.gather(dry_t, batch[:, None] + offsets[None, :])[..., None]
+        y = tf.gather(wet_t, batch)[:, None]
+        return x, y
+
+    if shuffle_seed is None:
+        batches = tf.data.Dataset.from_tensor_slices(positions_t).batch(batch_size)
+    else:
+
+        def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+            seed = tf.stack([tf.constant(shuffle_seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(positions_t, seed=seed)
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        batches = tf.data.Dataset.range(epochs[0], epochs[1]).flat_map(epoch_batches)
+    return batches.map(windows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+class _EpochHook(keras.callbacks.Callback):
+    """Times each epoch (training part and total) and hands the logs to ``on_epoch``."""
+
+    def __init__(self, on_epoch: OnEpoch) -> None:
+        super().__init__()
+        self._on_epoch = on_epoch
+        self._started = 0.0
+        self._train_ended: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+        self._train_ended = None
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._train_ended is None:
+            self._train_ended = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        train_seconds = (self._train_ended or now) - self._started
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        if self._on_epoch(epoch + 1, logs, now - self._started, train_seconds):
+            self.model.stop_training = True
+
+
+class WindowedFitter:
+    """The seed's model for one context, fitted with Keras on windows gathered on the fly."""
+
+    def __init__(
+        self,
+        dry: np.ndarray,
+        wet: np.ndarray,
+        split: dataset.Split,
+        context: int,
+        *,
+        units: int,
+        learning_rate: float,
+        batch_size: int,
+        seed: int,
+        jit_compile: bool,
+    ) -> None:
+        self.model = build_model(context, units, learning_rate)
+        self.model.jit_compile = jit_compile
+        self.train_targets = len(split.train)
+        self.val_targets = len(split.val)
+        self._data = (dry, wet, split, context, batch_size, seed)
+
+    def optimizer_variables(self) -> list[Any]:
+        """The optimiser's variables (built if needed), in a fixed order: what a checkpoint keeps."""
+        return _optimizer_variables(self.model, self.model.optimizer)
+
+    def fit(self, start: int, epochs: int, on_epoch: OnEpoch, progress_bar: bool = False) -> None:
+        """Run epochs ``start+1 .. epochs``; stop early when ``on_epoch`` says so."""
+        dry, wet, split, context, batch_size, seed = self._data
+        train_data = window_dataset(
+            dry, wet, split.train, context, batch_size, shuffle_seed=seed, epochs=(start, epochs)
+        )
+        self.model.fit(
+            train_data,
+            epochs=epochs,
+            initial_epoch=start,
+            steps_per_epoch=math.ceil(len(split.train) / batch_size),
+            validation_data=window_dataset(dry, wet, split.val, context, batch_size),
+            callbacks=[_EpochHook(on_epoch)],
+            shuffle=False,  # the dataset shuffles, per epoch, statelessly
+            verbose=1 if progress_bar else 0,
+        )
+
+
+# --- stateful ----------------------------------------------------------------------------------
+
+
+def _pre_emphasis(signal: tf.Tensor, coefficient: float | None) -> tf.Tensor:
+    """``x[t] - a x[t-1]`` along time within the chunk (the chunk's first sample keeps ``x[0]``)."""
+    if coefficient is None:
+        return signal
+    return tf.concat([signal[:, :1], signal[:, 1:] - coefficient * signal[:, :-1]], axis=1)
+
+
+class StatefulFitter:
+    """The stateful model fitted by truncated backpropagation through time on segments."""
+
+    def __init__(
+        self,
+        dry: np.ndarray,
+        wet: np.ndarray,
+        segments: dataset.Segments,
+        settings: StatefulConfig,
+        *,
+        units: int,
+        learning_rate: float,
+        seed: int,
+        jit_compile: bool,
+    ) -> None:
+        self.model = build_stateful_model(units)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.settings = settings
+        self.units = units
+        self.seed = seed
+        self.segments = segments
+        self.batch = min(settings.batch_size, len(segments.starts))
+        self.batches_per_epoch = len(segments.starts) // self.batch
+        scored = segments.length - settings.warmup_samples
+        self.train_targets = self.batches_per_epoch * self.batch * scored
+        self._dry = np.asarray(dry, np.float32)
+        self._wet = np.asarray(wet, np.float32)
+        val_count = (len(dry) - segments.val_start) // segments.length
+        if val_count >= 1:
+            self._val_starts = segments.val_start + np.arange(val_count) * segments.length
+            self._val_length = segments.length
+        else:  # a short held-out stretch: one sequence, the whole of it
+            self._val_starts = np.array([segments.val_start])
+            self._val_length = len(dry) - segments.val_start
+        self.val_targets = len(self._val_starts) * (self._val_length - settings.warmup_samples)
+        self._train_step = tf.function(self._train_step_eager, jit_compile=jit_compile, reduce_retracing=True)
+        self._run = tf.function(self._run_eager, jit_compile=jit_compile, reduce_retracing=True)
+
+    def optimizer_variables(self) -> list[Any]:
+        """The optimiser's variables (built if needed), in a fixed order: what a checkpoint keeps."""
+        return _optimizer_variables(self.model, self.optimizer)
+
+    def _loss_terms(self, y: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        coefficient = self.settings.loss_pre_emphasis
+        loss = esr_loss(_pre_emphasis(y, coefficient), _pre_emphasis(prediction, coefficient))
+        error = y - prediction
+        return loss, tf.reduce_mean(tf.square(error)), tf.reduce_mean(tf.abs(error))
+
+    def _train_step_eager(
+        self, x: tf.Tensor, y: tf.Tensor, h: tf.Tensor, c: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            prediction, h, c = self.model([x, h, c], training=True)
+            loss, mse, mae = self._loss_terms(y, prediction)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss, mse, mae, h, c
+
+    def _run_eager(self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        prediction, h, c = self.model([x, h, c], training=False)
+        return prediction, h, c
+
+    def _segment_arrays(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        index = starts[:, None] + np.arange(length)[None, :]
+        return self._dry[index][..., None], self._wet[index][..., None]
+
+    def _steps(self, length: int) -> list[tuple[int, int]]:
+        warmup, step = self.settings.warmup_samples, self.settings.tbptt_samples
+        return [(begin, min(begin + step, length)) for begin in range(warmup, length, step)]
+
+    def _warm_state(self, x: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+        zeros = tf.zeros((len(x), self.units), tf.float32)
+        if self.settings.warmup_samples == 0:
+            return zeros, zeros
+        _, h, c = self._run(tf.constant(x[:, : self.settings.warmup_samples]), zeros, zeros)
+        return h, c
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        order = dataset.epoch_order(len(self.segments.starts), self.seed, epoch)
+        totals = np.zeros(3)
+        updates = 0
+        for index in range(self.batches_per_epoch):
+            chosen = self.segments.starts[order[index * self.batch : (index + 1) * self.batch]]
+            x, y = self._segment_arrays(chosen, self.segments.length)
+            h, c = self._warm_state(x)
+            for begin, end in self._steps(self.segments.length):
+                loss, mse, mae, h, c = self._train_step(
+                    tf.constant(x[:, begin:end]), tf.constant(y[:, begin:end]), h, c
+                )
+                totals += (float(loss), float(mse), float(mae))
+                updates += 1
+        loss, mse, mae = totals / max(updates, 1)
+        return {"loss": loss, "mse": mse, "mae": mae}
+
+    def validate(self) -> dict[str, float]:
+        """ESR, MSE and MAE over the held-out stretch (warm-ups unscored)."""
+        x, y = self._segment_arrays(self._val_starts, self._val_length)
+        h, c = self._warm_state(x)
+        error_energy = energy = absolute = 0.0
+        for begin, end in self._steps(self._val_length):
+            prediction, h, c = self._run(tf.constant(x[:, begin:end]), h, c)
+            error = y[:, begin:end] - prediction.numpy()
+            error_energy += float(np.sum(np.square(error, dtype=np.float64)))
+            energy += float(np.sum(np.square(y[:, begin:end], dtype=np.float64)))
+            absolute += float(np.sum(np.abs(error), dtype=np.float64))
+        count = max(self.val_targets, 1)
+        return {
+            "val_loss": error_energy / (energy + ESR_EPSILON),
+            "val_mse": error_energy / count,
+            "val_mae": absolute / count,
+        }
+
+    def fit(self, start: int, epochs: int, on_epoch: OnEpoch, progress_bar: bool = False) -> None:
+        """Run epochs ``start+1 .. epochs``; stop early when ``on_epoch`` says so."""
+        for epoch in range(start, epochs):
+            started = time.perf_counter()
+            logs = self._train_epoch(epoch)
+            train_seconds = time.perf_counter() - started
+            logs.update(self.validate())
+            if on_epoch(epoch + 1, logs, time.perf_counter() - started, train_seconds):
+                return

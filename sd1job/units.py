@@ -1,0 +1,120 @@
+"""Units: one trained model each, named by (model kind, context, seed).
+
+A sweep is a list of units. The windowed model (the seed's) has a context size n; the stateful
+model has none. Every unit has one name, used on the command line (``--unit``), in the Argo
+fan-out, in metric labels and in reports, and one folder under ``models/`` in the store::
+
+    c440-s25      windowed, n = 440, training seed 25     models/c440/s25/
+    stateful-s26  stateful, training seed 26             models/stateful/s26/
+
+The training seeds of a sweep are ``train.seed + i`` for ``i`` in ``0 .. train.repeats - 1``. The
+windows of a context are the same for every seed (``dataset.seed`` draws them): a seed varies
+the initial weights and the batch order only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from sd1job.errors import UserError
+
+ModelKind = Literal["windowed", "stateful"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("windowed", "stateful")
+
+_NAME = re.compile(r"^(?:c(?P<context>[1-9][0-9]*)|(?P<stateful>stateful))-s(?P<seed>-?[0-9]+)$")
+
+
+class UnitError(UserError, ValueError):
+    """A unit name or selection that does not exist in the config."""
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One trained model: its kind, its context size (windowed only) and its training seed."""
+
+    kind: ModelKind
+    context: int | None
+    seed: int
+
+    def __post_init__(self) -> None:
+        if (self.kind == "windowed") != (self.context is not None):
+            raise ValueError(f"a {self.kind} unit {'needs' if self.kind == 'windowed' else 'has no'} context size")
+
+    @property
+    def name(self) -> str:
+        """``c<N>-s<S>`` or ``stateful-s<S>``."""
+        return f"{self.arm}-s{self.seed}"
+
+    @property
+    def arm(self) -> str:
+        """What the unit is a repeat of: ``c<N>`` or ``stateful`` (the seeds of one arm are compared together)."""
+        return f"c{self.context}" if self.kind == "windowed" else "stateful"
+
+    @property
+    def path(self) -> str:
+        """The unit's folder under ``models/``: ``c<N>/s<S>`` or ``stateful/s<S>``."""
+        return f"{self.arm}/s{self.seed}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_unit(name: str) -> Unit:
+    """The unit a name spells (``c440-s25``, ``stateful-s25``); UnitError if it spells none."""
+    match = _NAME.match(name.strip())
+    if match is None:
+        raise UnitError(f"--unit {name!r}: not a unit name; expected c<context>-s<seed> or stateful-s<seed>")
+    seed = int(match["seed"])
+    if match["stateful"]:
+        return Unit("stateful", None, seed)
+    return Unit("windowed", int(match["context"]), seed)
+
+
+def training_seeds(seed: int, repeats: int) -> list[int]:
+    """The training seeds of a sweep: ``seed, seed + 1, ..., seed + repeats - 1``."""
+    return [seed + i for i in range(repeats)]
+
+
+def sweep_units(kinds: list[ModelKind], contexts: list[int], seed: int, repeats: int) -> list[Unit]:
+    """Every unit of a sweep: per kind, per context (windowed only), per training seed."""
+    units = []
+    for kind in kinds:
+        arms: list[int | None] = list(contexts) if kind == "windowed" else [None]
+        units += [Unit(kind, context, s) for context in arms for s in training_seeds(seed, repeats)]
+    return units
+
+
+def select_units(
+    available: list[Unit],
+    *,
+    name: str | None = None,
+    context: int | None = None,
+    seed: int | None = None,
+    kind: ModelKind | None = None,
+) -> list[Unit]:
+    """The units of ``available`` matching a name or the given fields; UnitError naming what matched nothing."""
+    if name is not None:
+        unit = parse_unit(name)
+        if unit not in available:
+            names = ", ".join(u.name for u in available)
+            raise UnitError(f"--unit {name}: not a unit of this config (its units: {names})")
+        return [unit]
+    if context is not None and kind is None:
+        kind = "windowed"
+    chosen = [
+        unit
+        for unit in available
+        if (kind is None or unit.kind == kind)
+        and (context is None or unit.context == context)
+        and (seed is None or unit.seed == seed)
+    ]
+    if not chosen:
+        asked = ", ".join(
+            f"{label} {value}"
+            for label, value in (("kind", kind), ("context", context), ("seed", seed))
+            if value is not None
+        )
+        raise UnitError(f"no unit of this config has {asked or 'those settings'} (see dataset.contexts, train.repeats)")
+    return chosen
