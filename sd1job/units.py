@@ -101,6 +101,11 @@ def select_units(
             names = ", ".join(u.name for u in available)
             raise UnitError(f"--unit {name}: not a unit of this config (its units: {names})")
         return [unit]
+    asked = ", ".join(
+        f"{label} {value}"
+        for label, value in (("kind", kind), ("context", context), ("seed", seed))
+        if value is not None
+    )
     if context is not None and kind is None:
         kind = "windowed"
     chosen = [
@@ -111,10 +116,5 @@ def select_units(
         and (seed is None or unit.seed == seed)
     ]
     if not chosen:
-        asked = ", ".join(
-            f"{label} {value}"
-            for label, value in (("kind", kind), ("context", context), ("seed", seed))
-            if value is not None
-        )
         raise UnitError(f"no unit of this config has {asked or 'those settings'} (see dataset.contexts, train.repeats)")
     return chosen

@@ -1,4 +1,4 @@
-"""A minimal, honest stand-in for the Argo Server's HTTP API, for the tests of sd1job.submit.
+"""A minimal, honest stand-in for the Argo Server's HTTP API, for the tests of sd1job.cluster.
 
 No Argo Server runs on these machines, so this answers exactly the four endpoints the client
 uses, with bodies shaped like the real API's:
@@ -19,9 +19,12 @@ Errors are shaped like the real server's (grpc-gateway JSON: ``{"code": 5, "mess
 create; a GET in a missing namespace is a plain "not found"), 401 for a missing or wrong token,
 403 when ``forbidden`` is set or for namespaces outside a namespaced server's own.
 
-A created workflow moves through Pending -> Running -> Succeeded (or Failed, when a train context
-is told to fail) by one step per GET: data, then one pod per context ``train(i:context)``, then
-eval. Like the real server, nodes still running carry ``"finishedAt": null``.
+A created workflow moves one poll per GET through the node tree argo/sweep.yaml makes (see
+_Sweep): data, one nested DAG per unit (train, then eval), report, then the exit handler
+(push-status). Every template is retried, so each task is a Retry node with its attempt pods; a
+unit can be told to train only on its second attempt (``flaky_unit``) or to fail every attempt
+(``fail_unit``: its eval is omitted, the report runs on the rest, the workflow ends Failed). Like
+the real server, nodes still running carry ``"finishedAt": null``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import copy
 import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,8 +160,9 @@ class FakeArgoServer:
     token: str | None = "t0ken-for-tests"
     managed_namespace: str = ""
     forbidden: bool = False
-    contexts: tuple[int, ...] = (44, 440)
-    fail_context: int | None = None
+    units: tuple[str, ...] = ("c44-s25", "c440-s25")
+    flaky_unit: str | None = None  # its training fails once, then succeeds on the retry
+    fail_unit: str | None = None  # its training fails every attempt
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files
 
     def __post_init__(self) -> None:
@@ -284,7 +289,8 @@ class FakeArgoServer:
         meta.update(name=name, namespace=ns, uid=f"uid-{name}", creationTimestamp=rfc3339(T0), resourceVersion="2001")
         meta.setdefault("labels", {})["workflows.argoproj.io/creator"] = "system-serviceaccount-argo-ci"
         self.names.append(name)
-        self._workflows[(ns, name)] = _Tracked(workflow, sweep_timeline(name, self.contexts, self.fail_context))
+        timeline = sweep_timeline(name, self.units, flaky_unit=self.flaky_unit, fail_unit=self.fail_unit)
+        self._workflows[(ns, name)] = _Tracked(workflow, timeline)
         return self._respond(workflow, IoArgoprojWorkflowV1alpha1Workflow)
 
     def _get_workflow(self, request: Request, ns: str, name: str) -> tuple[int, dict[str, Any]]:
@@ -307,91 +313,191 @@ class FakeArgoServer:
         tracked.polls = len(tracked.timeline) - 1
 
 
-def sweep_timeline(name: str, contexts: tuple[int, ...], fail_context: int | None) -> list[dict[str, Any]]:
-    """status snapshots of a sweep workflow, one per poll: data -> train per context -> eval.
+def fnv32a(text: str) -> int:
+    """The 32-bit FNV-1a hash the controller derives node IDs from (``<workflow>-<hash>``)."""
+    value = 0x811C9DC5
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
 
-    Node names and types follow the controller: a DAG root named after the workflow, Pod nodes
-    ``<wf>.data``, a TaskGroup ``<wf>.train`` whose children are ``<wf>.train(i:context)``.
+
+class _Sweep:
+    """The node tree of one sweep workflow as the controller builds it, one snapshot per poll.
+
+    Names and types follow the controller: the DAG root is named after the workflow; a task is
+    ``<parent>.<task>``; a fan-out is a TaskGroup ``<wf>.unit`` whose children are nested DAGs
+    ``<wf>.unit(i:<unit>)``; a template with a retryStrategy is a Retry node whose children are
+    the attempts ``<node>(0)``, ``<node>(1)``, ...; display names are names relative to the
+    boundary (the enclosing DAG), so every unit's first training pod is displayed ``train(0)``; the
+    exit handler is ``<wf>.onExit`` outside every boundary. Nodes still running carry
+    ``"finishedAt": null``, omitted ones too.
     """
-    nodes: dict[str, dict[str, Any]] = {}
-    snapshots: list[dict[str, Any]] = [{}]  # the first poll: the controller has not picked it up yet
-    clock = [T0]
-    wf_status: dict[str, Any] = {"phase": "Running", "startedAt": rfc3339(T0), "finishedAt": None, "progress": "0/0"}
 
-    def node(key: str, display: str, kind: str, **extra: Any) -> None:
-        node_id = f"{name}-{len(nodes) + 1000}"
-        nodes[key] = {
-            "id": node_id,
-            "name": name if key == "root" else f"{name}.{display}",
+    def __init__(self, workflow: str) -> None:
+        self.workflow = workflow
+        self.nodes: dict[str, dict[str, Any]] = {}  # by name
+        self.clock = T0
+        self.snapshots: list[dict[str, Any]] = [{}]  # the first poll: the controller has not picked it up yet
+        self.status: dict[str, Any] = {"phase": "Running", "startedAt": rfc3339(T0), "finishedAt": None}
+
+    def add(
+        self,
+        name: str,
+        kind: str,
+        template: str,
+        boundary: dict[str, Any] | None,
+        parent: dict[str, Any] | None,
+        phase: str = "Pending",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        display = name if boundary is None else name.removeprefix(boundary["name"]).lstrip(".")
+        node = {
+            "id": f"{self.workflow}-{fnv32a(name)}",
+            "name": name,
             "displayName": display,
             "type": kind,
-            "templateName": "sweep" if kind == "DAG" else ("stage" if kind == "Pod" else ""),
-            "phase": "Pending",
-            "startedAt": rfc3339(clock[0]),
+            "templateName": template,
+            "templateScope": f"local/{self.workflow}",
+            "phase": phase,
+            "startedAt": rfc3339(self.clock),
             "finishedAt": None,
-            "boundaryID": nodes["root"]["id"] if key != "root" else None,
+            **({"boundaryID": boundary["id"]} if boundary is not None else {}),
             **extra,
         }
-        if key != "root":
-            nodes["root"].setdefault("children", []).append(node_id)
+        self.nodes[name] = node
+        if parent is not None:
+            parent.setdefault("children", []).append(node["id"])
+        return node
 
-    def set_phase(key: str, phase: str, message: str | None = None) -> None:
-        nodes[key]["phase"] = phase
-        if phase in ("Succeeded", "Failed", "Error"):
-            nodes[key]["finishedAt"] = rfc3339(clock[0])
+    def finish(self, node: dict[str, Any], phase: str, message: str | None = None) -> None:
+        node["phase"] = phase
+        node["finishedAt"] = rfc3339(self.clock)
         if message:
-            nodes[key]["message"] = message
-
-    def snap() -> None:
-        pods = [item for item in nodes.values() if item["type"] == "Pod"]
-        done = sum(item["phase"] == "Succeeded" for item in pods)
-        wf_status["progress"] = f"{done}/{len(pods)}"
-        snapshots.append(
-            {**copy.deepcopy(wf_status), "nodes": {item["id"]: copy.deepcopy(item) for item in nodes.values()}}
-        )
-        clock[0] += STEP
-
-    node("root", name, "DAG")
-    nodes["root"]["phase"] = "Running"
-    node("data", "data", "Pod")
-    snap()
-    set_phase("data", "Running")
-    snap()
-    set_phase("data", "Succeeded")
-    node("train", "train", "TaskGroup", phase="Running")
-    for index, context in enumerate(contexts):
-        node(
-            f"train{context}",
-            f"train({index}:{context})",
-            "Pod",
-            inputs={"parameters": [{"name": "context", "value": str(context)}]},
-        )
-    snap()
-    for context in contexts:
-        set_phase(f"train{context}", "Running")
-    snap()
-    for context in contexts:
-        if context == fail_context:
-            set_phase(f"train{context}", "Failed", "Error (exit code 1): training diverged")
+            node["message"] = message
         else:
-            set_phase(f"train{context}", "Succeeded")
-        snap()
-    if fail_context in contexts:
-        failed_id = nodes[f"train{fail_context}"]["id"]
-        set_phase("train", "Failed", f"child '{failed_id}' failed")
-        set_phase("root", "Failed", f"child '{nodes['train']['id']}' failed")
-        wf_status.update(phase="Failed", finishedAt=rfc3339(clock[0]), message=f"child '{nodes['train']['id']}' failed")
-    else:
-        set_phase("train", "Succeeded")
-        node("eval", "eval", "Pod")
-        snap()
-        set_phase("eval", "Running")
-        snap()
-        set_phase("eval", "Succeeded")
-        set_phase("root", "Succeeded")
-        wf_status.update(phase="Succeeded", finishedAt=rfc3339(clock[0]))
-    snap()
-    return snapshots
+            node.pop("message", None)
+
+    def snap(self) -> None:
+        pods = [node for node in self.nodes.values() if node["type"] == "Pod"]
+        done = sum(node["phase"] == "Succeeded" for node in pods)
+        status = {**self.status, "progress": f"{done}/{len(pods)}"}
+        status["nodes"] = {node["id"]: copy.deepcopy(node) for node in self.nodes.values()}
+        self.snapshots.append(copy.deepcopy(status))
+        self.clock += STEP
+
+    def retried(
+        self,
+        name: str,
+        template: str,
+        boundary: dict[str, Any] | None,
+        parent: dict[str, Any] | None,
+        outcomes: list[str],
+        result: str | None = None,
+        **extra: Any,
+    ) -> Iterator[None]:
+        """A template with a retryStrategy: its Retry node, then one attempt pod per outcome, each
+        Pending -> Running -> its outcome, with a backoff poll between attempts. Yields at every poll;
+        returns the final phase."""
+        flag = extra.pop("nodeFlag", {})
+        retry = self.add(name, "Retry", template, boundary, parent, "Running", nodeFlag=flag, **extra)
+        for index, outcome in enumerate(outcomes):
+            pod = self.add(
+                f"{name}({index})", "Pod", template, boundary, retry, nodeFlag={**flag, "retried": True}, **extra
+            )
+            yield
+            pod["phase"] = "Running"
+            pod["hostNodeName"] = "gpu-node-1" if template in ("train", "eval") else "cpu-node-1"
+            yield
+            if outcome == "Succeeded":
+                self.finish(pod, "Succeeded")
+                pod["outputs"] = {"exitCode": "0", **({"result": result} if result is not None else {})}
+            else:
+                self.finish(pod, outcome, f"Error (exit code 1): {template} diverged")
+                pod["outputs"] = {"exitCode": "1"}
+            if outcome != "Succeeded" and index < len(outcomes) - 1:
+                retry["message"] = "Backoff for 1 minute 0 seconds"
+                yield
+        final = outcomes[-1]
+        self.finish(retry, final, "No more retries left" if final != "Succeeded" else None)
+        retry["outputs"] = pod["outputs"]
+        return final
+
+    def unit(self, index: int, unit: str, group: dict[str, Any], train: list[str]) -> Iterator[None]:
+        """One unit's nested DAG: train (retried per ``train``), then eval, or eval omitted."""
+        root = self.nodes[self.workflow]
+        inputs = {"inputs": {"parameters": [{"name": "unit", "value": unit}]}}
+        dag = self.add(f"{self.workflow}.unit({index}:{unit})", "DAG", "unit", root, group, "Running", **inputs)
+        phase = yield from self.retried(f"{dag['name']}.train", "train", dag, dag, train, **inputs)
+        if phase == "Succeeded":
+            phase = yield from self.retried(f"{dag['name']}.eval", "eval", dag, dag, ["Succeeded"], **inputs)
+        else:
+            self.add(
+                f"{dag['name']}.eval",
+                "Skipped",
+                "eval",
+                dag,
+                dag,
+                "Omitted",
+                message="omitted: depends condition not met",
+            )
+        self.finish(dag, phase)
+
+    def sweep(self, units: tuple[str, ...], outcomes: dict[str, list[str]]) -> Iterator[None]:
+        """data -> one nested DAG per unit (in lockstep) -> report -> the exit handler, with the DAG's
+        phase judged on its targets (the fan-out and report), as argo/sweep.yaml asks."""
+        root = self.add(self.workflow, "DAG", "sweep", None, None, "Running")
+        yield from self.retried(f"{self.workflow}.data", "data", root, root, ["Succeeded"], result=json.dumps(units))
+        group = self.add(f"{self.workflow}.unit", "TaskGroup", "unit", root, self.nodes[f"{self.workflow}.data(0)"])
+        group["phase"] = "Running"
+        running = [self.unit(i, unit, group, outcomes.get(unit, ["Succeeded"])) for i, unit in enumerate(units)]
+        while running:
+            for process in list(running):
+                try:
+                    next(process)
+                except StopIteration:
+                    running.remove(process)
+            if running:
+                yield
+        unit_dags = [node for node in self.nodes.values() if node["templateName"] == "unit" and node["type"] == "DAG"]
+        failed = [node for node in unit_dags if node["phase"] != "Succeeded"]
+        self.finish(group, "Failed" if failed else "Succeeded")
+        if len(failed) < len(units):
+            report = yield from self.retried(f"{self.workflow}.report", "report", root, group, ["Succeeded"])
+        else:
+            self.add(f"{self.workflow}.report", "Skipped", "report", root, group, "Omitted")
+            report = "Omitted"
+        phase = "Failed" if failed or report != "Succeeded" else "Succeeded"
+        message = f"child '{group['id']}' failed" if phase == "Failed" else None
+        self.finish(root, phase, message)
+        yield from self.retried(
+            f"{self.workflow}.onExit", "push-status", None, None, ["Succeeded"], nodeFlag={"hooked": True}
+        )
+        self.status.update(phase=phase, finishedAt=rfc3339(self.clock), **({"message": message} if message else {}))
+
+
+def sweep_timeline(
+    name: str,
+    units: tuple[str, ...],
+    *,
+    flaky_unit: str | None = None,
+    fail_unit: str | None = None,
+    retries: int = 2,
+) -> list[dict[str, Any]]:
+    """status snapshots of a sweep workflow, one per poll: data -> train, eval per unit -> report -> onExit.
+
+    ``flaky_unit`` trains on its second attempt; ``fail_unit`` fails all ``retries + 1`` attempts,
+    so its eval is omitted, the report still runs and the workflow ends Failed.
+    """
+    outcomes = {}
+    if flaky_unit is not None:
+        outcomes[flaky_unit] = ["Failed", "Succeeded"]
+    if fail_unit is not None:
+        outcomes[fail_unit] = ["Failed"] * (retries + 1)
+    sweep = _Sweep(name)
+    for _ in sweep.sweep(units, outcomes):
+        sweep.snap()
+    sweep.snap()
+    return sweep.snapshots
 
 
 class _Handler(BaseHTTPRequestHandler):

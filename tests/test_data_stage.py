@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sd1job import cli
-from sd1job.data_stage import is_done, load_split, load_training_audio, run_data
-from sd1job.dataset import decode_arrays
-from sd1job.layout import layout_for
-from sd1job.store import LocalStore, open_store
+from sd1job.config import Config
+from sd1job.dataset import decode_arrays, load_split, load_training_audio
+from sd1job.layout import RunLayout
+from sd1job.stages.data import build_datasets, data_fingerprint, is_finished
+from sd1job.store import LocalStore, Store, open_store
 from tests.helpers import small_config, toy_dry, toy_pedal, write_pair, write_toy_recordings
+
+
+def run_data(config: Config, store: Store, export: bool = False) -> dict:
+    return build_datasets(config, store, export=export)
+
+
+def layout_for(config: Config) -> RunLayout:
+    return RunLayout(config.run_id)
+
+
+def is_done(config: Config, store: Store) -> bool:
+    return is_finished(store, layout_for(config), data_fingerprint(config.recordings, config.dataset, config.model))
 
 
 def test_writes_audio_positions_and_manifest(tmp_path: Path) -> None:
@@ -54,7 +68,7 @@ def test_targets_align_with_the_last_window_sample(tmp_path: Path) -> None:
     run_data(config, store, export=True)
     layout = layout_for(config)
     dry, wet = load_training_audio(store, layout)
-    arrays = decode_arrays(store.read_bytes(layout.export(16)), "arrays")
+    arrays = decode_arrays(store.read_bytes(layout.export_arrays(16)), "arrays")
     split = load_split(store, layout, 16)
     assert arrays["x_train"].shape == (1_500, 16)
     t = split.train[0]
@@ -126,3 +140,43 @@ def test_cli_reports_missing_recording_in_one_line(tmp_path: Path, capsys: pytes
     assert err.startswith("error: ") and "d_train.wav: recording not found" in err
     assert "\n" not in err
     assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_cli_prints_the_unit_list_on_stdout_and_logs_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = small_config(str(tmp_path), train__repeats=2, model__kind=["windowed", "stateful"])
+    write_toy_recordings(LocalStore(tmp_path), config, seconds=4.0)
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(config.to_yaml())
+    for _ in range(2):  # built, then skipped: the same list either way
+        assert cli.main(["data", "--config", str(config_file)]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1
+        assert json.loads(out) == ["c8-s25", "c8-s26", "c16-s25", "c16-s26", "stateful-s25", "stateful-s26"]
+
+
+def test_a_stateful_only_config_writes_no_window_positions(tmp_path: Path) -> None:
+    config = small_config(str(tmp_path), model__kind="stateful")
+    store = LocalStore(tmp_path)
+    write_toy_recordings(store, config, seconds=4.0)
+    manifest = run_data(config, store)
+    assert manifest["contexts"] == {} and manifest["val_fraction"] == 0.25
+    assert not store.list("runs/test-run/data/c8")
+    assert store.exists(layout_for(config).audio)
+
+
+def test_warnings_are_logged_only_once_every_check_passed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = small_config(str(tmp_path))
+    store = LocalStore(tmp_path)
+    write_toy_recordings(store, config)
+    dry = toy_dry(3.0, 8000, seed=1)
+    write_pair(store, config.recordings.train.dry, config.recordings.train.wet, dry + 0.05, toy_pedal(dry), 8000)
+    store.delete("recordings/test/Wet/w_ohwell.wav")  # a later check fails
+    with pytest.raises(Exception, match="w_ohwell.wav: recording not found"):
+        run_data(config, store)
+    assert not [r for r in caplog.records if "DC offset" in r.getMessage()]
+    write_toy_recordings(store, config)
+    write_pair(store, config.recordings.train.dry, config.recordings.train.wet, dry + 0.05, toy_pedal(dry), 8000)
+    run_data(config, store)
+    assert [r for r in caplog.records if "DC offset" in r.getMessage()]

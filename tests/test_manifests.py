@@ -19,7 +19,7 @@ from tests.services import find_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 K8S = REPO_ROOT / "k8s"
-# The oldest Kubernetes the manifests are meant for (kubectl on these machines is 1.32).
+# The oldest Kubernetes the manifests are meant for (scripts/install-system-deps.sh installs kubectl 1.32).
 K8S_VERSION = "1.32.0"
 NAMESPACE = "sd1job"
 
@@ -29,7 +29,7 @@ def rendered() -> list[dict[str, Any]]:
     """Every object ``kubectl kustomize k8s/`` renders."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.fail("kubectl is not installed (make test installs it)")
+        pytest.fail("kubectl is not installed: make test (scripts/install-system-deps.sh) installs it")
     result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

@@ -1,4 +1,5 @@
-"""The train stage: learning, early stopping, checkpoints, resume after SIGKILL, idempotence, metrics, determinism."""
+"""The train stage per unit: learning, early stopping, checkpoints, resume after SIGKILL, idempotence, metrics,
+determinism, repeated seeds, and the stateful model trained by truncated backpropagation through time."""
 
 from __future__ import annotations
 
@@ -19,13 +20,19 @@ import yaml
 
 from sd1job import dataset
 from sd1job.config import Config, config_from_mapping
-from sd1job.layout import layout_for
+from sd1job.layout import RunLayout
 from sd1job.store import LocalStore
+from sd1job.units import Unit
 from tests import services
 from tests.conftest import REPO_ROOT
 
 CONTEXT = 16
 RUN_ID = "train-test"
+UNIT = Unit("windowed", CONTEXT, 7)
+
+
+def layout_for(config: Config) -> RunLayout:
+    return RunLayout(config.run_id)
 
 
 def synthetic_pair(samples: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +47,8 @@ def synthetic_pair(samples: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
 
 def make_config(root: Path, **train: Any) -> dict[str, Any]:
     """A tiny config: batches of 50 divide both splits (one XLA compilation each)."""
-    settings = {"learning_rate": 0.03, "batch_size": 50, "epochs": 8, "patience": 1, "seed": 7, **train}
+    # lr 0.1 with patience 1: the loss overshoots within a dozen epochs, so early stopping fires.
+    settings = {"learning_rate": 0.1, "batch_size": 50, "epochs": 12, "patience": 1, "seed": 7, **train}
     return {
         "store": str(root),
         "run_id": RUN_ID,
@@ -56,34 +64,41 @@ def prepare(mapping: dict[str, Any]) -> tuple[Config, LocalStore]:
     layout = layout_for(config)
     dry, wet = synthetic_pair()
     store.write_bytes(layout.audio, dataset.encode_arrays(dry=dry, wet=wet))
+    store.write_json(layout.manifest, {"val_fraction": config.dataset.val_fraction})
     for context in config.dataset.contexts:
         split = dataset.random_split(len(dry), context, config.dataset.pairs, config.dataset.val_fraction, 25)
         store.write_bytes(layout.positions(context), dataset.encode_arrays(train=split.train, val=split.val))
     return config, store
 
 
-def load_weights(store: LocalStore, config: Config, context: int = CONTEXT) -> list[np.ndarray]:
+def load_weights(store: LocalStore, config: Config, unit: Unit = UNIT) -> list[np.ndarray]:
     import keras
 
     import sd1job.model  # noqa: F401  (registers the ESR loss for loading)
 
-    path = Path(store.url(layout_for(config).model(context)))
+    path = Path(store.url(layout_for(config).model(unit)))
     return keras.saving.load_model(path).get_weights()
 
 
-def pushgateway_series(url: str, name: str) -> dict[str, float]:
-    """Pushed series of one metric on a Pushgateway: label text -> value."""
+def pushgateway_value(url: str, name: str, **labels: str) -> float:
+    """The pushed value of one metric on a Pushgateway whose labels include ``labels``."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
         text = response.read().decode()
     pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", re.MULTILINE)
-    return {labels: float(value) for labels, value in pattern.findall(text)}
+    found = []
+    for label_text, value in pattern.findall(text):
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if all(pairs.get(k) == v for k, v in labels.items()):
+            found.append(float(value))
+    assert len(found) == 1, f"{name}{labels}: {len(found)} series"
+    return found[0]
 
 
 # --------------------------------------------------------------------------------------------- pure pieces
 
 
 def test_early_stopping_matches_keras_semantics() -> None:
-    from sd1job.train import EarlyStopping
+    from sd1job.checkpoint import EarlyStopping
 
     early = EarlyStopping(patience=2)
     verdicts = []
@@ -99,7 +114,7 @@ def test_early_stopping_matches_keras_semantics() -> None:
 
 
 def test_checkpoint_round_trip_is_one_object() -> None:
-    from sd1job.train import Checkpoint, decode_checkpoint, encode_checkpoint
+    from sd1job.checkpoint import Checkpoint, decode_checkpoint, encode_checkpoint
 
     rng = np.random.default_rng(0)
     original = Checkpoint(
@@ -121,10 +136,12 @@ def test_checkpoint_round_trip_is_one_object() -> None:
 
 
 def test_all_zero_batch_trains_without_inf_or_nan() -> None:
-    from sd1job.train import compiled_model, configure_runtime
+    from sd1job.model import build_model
+    from sd1job.training import configure_runtime
 
     configure_runtime(0, True)
-    model = compiled_model(8, 4, 0.001, jit_compile=True)
+    model = build_model(8, 4, 0.001)
+    model.jit_compile = True
     silent = np.zeros((16, 8, 1), dtype=np.float32)
     result = model.train_on_batch(silent, np.zeros((16, 1), dtype=np.float32), return_dict=True)
     assert all(math.isfinite(value) for value in result.values())
@@ -134,13 +151,16 @@ def test_all_zero_batch_trains_without_inf_or_nan() -> None:
 def test_missing_positions_is_a_one_line_error_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from sd1job.cli import main
 
-    config, _ = prepare(make_config(tmp_path / "store"))
+    config, store = prepare(make_config(tmp_path / "store"))
+    store.delete(layout_for(config).positions(CONTEXT))
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    assert main(["train", "--config", str(path), "--context", "99", "-q"]) == 2
+    assert main(["train", "--config", str(path), "--unit", UNIT.name, "-q"]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error
-    assert "runs/train-test/data/c99/positions.npz" in error and "sd1job data" in error
+    assert "runs/train-test/data/c16/positions.npz" in error and "sd1job data" in error
+    assert main(["train", "--config", str(path), "--context", "99", "-q"]) == 2
+    assert "no unit of this config has context 99" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------- a real short run
@@ -149,14 +169,14 @@ def test_missing_positions_is_a_one_line_error_naming_the_key(tmp_path: Path, ca
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, pushgateway: services.Service) -> dict[str, Any]:
     """One in-process training with the default speed settings, pushing to a real Pushgateway."""
-    from sd1job.train import train_context
+    from sd1job.stages.train import train_unit
 
     root = tmp_path_factory.mktemp("train") / "store"
     mapping = make_config(root)
     mapping["metrics"] = {"pushgateway": pushgateway.url}
     config, store = prepare(mapping)
     started = time.monotonic()
-    history = train_context(config, store, CONTEXT)
+    history = train_unit(config, store, UNIT)
     return {"config": config, "store": store, "history": history, "seconds": time.monotonic() - started}
 
 
@@ -164,10 +184,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, pushgateway: services.Serv
 def test_short_run_learns_and_writes_every_output(trained: dict[str, Any]) -> None:
     config, store, history = trained["config"], trained["store"], trained["history"]
     layout = layout_for(config)
-    for key in (layout.model(CONTEXT), layout.history(CONTEXT), layout.summary(CONTEXT), layout.loss_plot(CONTEXT)):
+    for key in (layout.model(UNIT), layout.history(UNIT), layout.summary(UNIT), layout.loss_plot(UNIT)):
         assert store.exists(key), key
-    assert store.list(layout.checkpoint_dir(CONTEXT)) == []  # the resume point is dropped once finished
-    assert store.read_json(layout.history(CONTEXT)) == history
+    assert not store.exists(layout.checkpoint(UNIT))  # the resume point is dropped once finished
+    assert store.read_json(layout.history(UNIT)) == history
+    assert (history["unit"], history["kind"], history["context"], history["seed"]) == ("c16-s7", "windowed", 16, 7)
     # Predicting zero has ESR 1; the soft clipper is learned far better within a few epochs.
     assert history["best_val_loss"] < 0.05
     epochs = history["epochs"]
@@ -176,26 +197,27 @@ def test_short_run_learns_and_writes_every_output(trained: dict[str, Any]) -> No
     assert all(fields <= set(e) for e in epochs)
     assert history["parameter_count"] == 16_961
     assert history["total_seconds"] == pytest.approx(sum(e["seconds"] for e in epochs), abs=1e-3)
-    summary = store.read_json(layout.summary(CONTEXT))
-    assert summary["config"]["train"]["learning_rate"] == 0.03 and summary["context"] == CONTEXT
+    summary = store.read_json(layout.summary(UNIT))
+    assert summary["config"]["train"]["learning_rate"] == 0.1 and summary["unit"] == UNIT.name
     assert summary["runtime"]["jit_compile"] is True and summary["versions"]["tensorflow"]
-    assert store.read_bytes(layout.loss_plot(CONTEXT)).startswith(b"\x89PNG")
+    assert summary["flops_per_sample_inference"] == CONTEXT * 2 * 65 * 256
+    assert store.read_bytes(layout.loss_plot(UNIT)).startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
 def test_early_stopping_keeps_the_best_epochs_weights(trained: dict[str, Any]) -> None:
     import keras
 
-    from sd1job.train import window_dataset
+    from sd1job.training import window_dataset
 
     config, store, history = trained["config"], trained["store"], trained["history"]
     val_losses = [e["val_loss"] for e in history["epochs"]]
-    assert history["stop_reason"] == "early_stopping"
+    assert history["stop_reason"] == "early_stopping" and history["still_improving"] is False
     assert history["epochs_run"] < config.train.epochs
     assert history["best_epoch"] == 1 + int(np.argmin(val_losses)) < history["epochs_run"]
     assert history["best_val_loss"] == min(val_losses)
     # The saved model is the best epoch's, not the last one's: its validation loss says so.
-    model = keras.saving.load_model(Path(store.url(layout_for(config).model(CONTEXT))))
+    model = keras.saving.load_model(Path(store.url(layout_for(config).model(UNIT))))
     layout = layout_for(config)
     audio = dataset.decode_arrays(store.read_bytes(layout.audio), "audio")
     positions = dataset.decode_arrays(store.read_bytes(layout.positions(CONTEXT)), "positions")
@@ -210,47 +232,47 @@ def test_metrics_reach_a_real_pushgateway_and_prometheus(
     trained: dict[str, Any], pushgateway: services.Service, prometheus: services.Service
 ) -> None:
     history = trained["history"]
-    labels = f'context="{CONTEXT}",instance="",job="sd1job",run="{RUN_ID}"'
-    assert pushgateway_series(pushgateway.url, "sd1job_epochs_completed")[labels] == history["epochs_run"]
-    windows = pushgateway_series(pushgateway.url, "sd1job_windows_processed_total")[labels]
+    labels = {"job": "sd1job", "run": RUN_ID, "unit": UNIT.name, "kind": "windowed", "context": "16", "seed": "7"}
+    url = pushgateway.url
+    assert pushgateway_value(url, "sd1job_epochs_completed", **labels) == history["epochs_run"]
+    windows = pushgateway_value(url, "sd1job_windows_processed_total", **labels)
     assert windows == history["epochs_run"] * history["train_windows"]
-    assert pushgateway_series(pushgateway.url, "sd1job_best_val_esr")[labels] == pytest.approx(history["best_val_loss"])
-    assert pushgateway_series(pushgateway.url, "sd1job_train_completed_timestamp_seconds")[labels] > 0
-    count = pushgateway_series(pushgateway.url, "sd1job_epoch_duration_seconds_count")[labels]
-    assert count == history["epochs_run"]
+    assert pushgateway_value(url, "sd1job_best_val_esr", **labels) == pytest.approx(history["best_val_loss"])
+    assert pushgateway_value(url, "sd1job_train_completed_timestamp_seconds", **labels) > 0
+    assert pushgateway_value(url, "sd1job_epoch_duration_seconds_count", **labels) == history["epochs_run"]
     # Prometheus may still hold an earlier epoch's scrape: wait for the scrape of the final push.
     last_val = history["epochs"][-1]["val_loss"]
     result = services.wait_for_query(
         prometheus.url,
-        f'sd1job_val_esr{{run="{RUN_ID}",context="{CONTEXT}"}}',
+        f'sd1job_val_esr{{run="{RUN_ID}",unit="{UNIT.name}"}}',
         until=lambda r: bool(r) and float(r[0]["value"][1]) == pytest.approx(last_val),
     )
     assert result and float(result[0]["value"][1]) == pytest.approx(last_val)
 
 
 @pytest.mark.slow
-def test_rerun_of_a_finished_context_does_not_retrain(trained: dict[str, Any]) -> None:
-    from sd1job.train import train_context
+def test_rerun_of_a_trained_unit_does_not_retrain(trained: dict[str, Any]) -> None:
+    from sd1job.stages.train import train_unit
 
     config, store = trained["config"], trained["store"]
     layout = layout_for(config)
-    before = {key: store.read_bytes(key) for key in store.list(layout.model_dir(CONTEXT))}
-    mtime = Path(store.url(layout.model(CONTEXT))).stat().st_mtime_ns
+    before = {key: store.read_bytes(key) for key in store.list(layout.unit_dir(UNIT))}
+    mtime = Path(store.url(layout.model(UNIT))).stat().st_mtime_ns
     started = time.monotonic()
-    history = train_context(config, store, CONTEXT)
+    history = train_unit(config, store, UNIT)
     assert time.monotonic() - started < min(5.0, trained["seconds"] / 2)
     assert history == trained["history"]
-    assert {key: store.read_bytes(key) for key in store.list(layout.model_dir(CONTEXT))} == before
-    assert Path(store.url(layout.model(CONTEXT))).stat().st_mtime_ns == mtime
+    assert {key: store.read_bytes(key) for key in store.list(layout.unit_dir(UNIT))} == before
+    assert Path(store.url(layout.model(UNIT))).stat().st_mtime_ns == mtime
 
 
 @pytest.mark.slow
 def test_same_config_gives_the_same_weights_on_cpu(trained: dict[str, Any], tmp_path: Path) -> None:
-    from sd1job.train import train_context
+    from sd1job.stages.train import train_unit
 
     mapping = make_config(tmp_path / "store")
     config, store = prepare(mapping)
-    history = train_context(config, store, CONTEXT)
+    history = train_unit(config, store, UNIT)
     assert [e["val_loss"] for e in history["epochs"]] == [e["val_loss"] for e in trained["history"]["epochs"]]
     for got, want in zip(load_weights(store, config), load_weights(trained["store"], trained["config"]), strict=True):
         assert np.array_equal(got, want)
@@ -260,7 +282,7 @@ def test_same_config_gives_the_same_weights_on_cpu(trained: dict[str, Any], tmp_
 
 
 def _train_command(config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "sd1job", "train", "--config", str(config_path), "--context", str(CONTEXT)]
+    return [sys.executable, "-m", "sd1job", "train", "--config", str(config_path), "--unit", UNIT.name]
 
 
 def _start(config_path: Path, log: Path) -> subprocess.Popen:
@@ -282,9 +304,9 @@ def _write_config(tmp_path: Path, name: str, port: int = 0) -> tuple[Path, Confi
 
 
 def _checkpoint_epoch(store: LocalStore, config: Config) -> tuple[int, list[dict[str, Any]]]:
-    from sd1job.train import checkpoint_key, decode_checkpoint
+    from sd1job.checkpoint import decode_checkpoint
 
-    key = checkpoint_key(layout_for(config), CONTEXT)
+    key = layout_for(config).checkpoint(UNIT)
     if not store.exists(key):
         return 0, []
     state = decode_checkpoint(store.read_bytes(key), key).state
@@ -319,10 +341,10 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
             victim.kill()
     killed_at, history_at_kill = _checkpoint_epoch(killed_store, killed_config)
     assert 2 <= killed_at < 7
-    assert not killed_store.exists(layout_for(killed_config).history(CONTEXT))
+    assert not killed_store.exists(layout_for(killed_config).history(UNIT))
 
     # The live /metrics endpoint showed the training while it ran.
-    labels = f'context="{CONTEXT}",run="{RUN_ID}"'
+    labels = f'context="{CONTEXT}",kind="windowed",run="{RUN_ID}",seed="7",unit="{UNIT.name}"'
     assert re.search(rf"^sd1job_epochs_completed\{{{labels}\}} [1-9]", scraped, re.MULTILINE)
     assert f"sd1job_windows_processed_total{{{labels}}}" in scraped
     assert re.search(rf"^sd1job_epoch_duration_seconds_count\{{{labels}\}} [1-9]", scraped, re.MULTILINE)
@@ -333,8 +355,8 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
     assert f"resuming after epoch {killed_at}" in resumed.stderr
     assert reference.wait(timeout=300) == 0, (tmp_path / "reference.log").read_text()
 
-    final = killed_store.read_json(layout_for(killed_config).history(CONTEXT))
-    expected = reference_store.read_json(layout_for(reference_config).history(CONTEXT))
+    final = killed_store.read_json(layout_for(killed_config).history(UNIT))
+    expected = reference_store.read_json(layout_for(reference_config).history(UNIT))
     # No finished epoch was lost or redone: the first epochs are the checkpoint's, timings included.
     assert final["epochs"][:killed_at] == history_at_kill
     assert final["resumed_at_epochs"] == [killed_at]
@@ -352,7 +374,7 @@ def test_kill_after_the_last_epoch_finishes_without_training_and_force_retrains(
 ) -> None:
     import keras
 
-    from sd1job import train
+    from sd1job.stages import train
 
     config, store = prepare(make_config(tmp_path / "store", epochs=2, patience=5))
     layout = layout_for(config)
@@ -361,20 +383,124 @@ def test_kill_after_the_last_epoch_finishes_without_training_and_force_retrains(
         raise KeyboardInterrupt  # dies after the last checkpoint, before any final object
 
     with monkeypatch.context() as patch:
-        patch.setattr(train, "_write_outputs", killed)
+        patch.setattr(train, "write_outputs", killed)
         with pytest.raises(KeyboardInterrupt):
-            train.train_context(config, store, CONTEXT)
-    assert store.list(layout.model_dir(CONTEXT)) == [train.checkpoint_key(layout, CONTEXT)]
+            train.train_unit(config, store, UNIT)
+    assert store.list(layout.unit_dir(UNIT)) == [layout.checkpoint(UNIT)]
 
     def no_fit(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a checkpoint of the last epoch needs no more training")
 
     with monkeypatch.context() as patch:
         patch.setattr(keras.Model, "fit", no_fit)
-        history = train.train_context(config, store, CONTEXT)
+        history = train.train_unit(config, store, UNIT)
     assert history["epochs_run"] == 2 and history["resumed_at_epochs"] == [2]
-    assert train.is_finished(store, layout, CONTEXT)
+    assert train.is_finished(store, layout, UNIT)
 
-    forced = train.train_context(config, store, CONTEXT, force=True)
+    forced = train.train_unit(config, store, UNIT, force=True)
     assert forced["resumed_at_epochs"] == [] and forced["finished_at"] > history["finished_at"]
     assert [e["val_loss"] for e in forced["epochs"]] == [e["val_loss"] for e in history["epochs"]]
+
+
+# ----------------------------------------------------------------------------- seeds and the stateful model
+
+
+@pytest.mark.slow
+def test_train_by_context_trains_each_seed_in_turn_with_its_own_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from sd1job.cli import main
+
+    mapping = make_config(tmp_path / "store", epochs=2, patience=5, repeats=2)
+    config, store = prepare(mapping)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    assert main(["train", "--config", str(path), "--context", str(CONTEXT), "-q"]) == 0
+    units = [Unit("windowed", CONTEXT, 7), Unit("windowed", CONTEXT, 8)]
+    histories = [store.read_json(layout_for(config).history(u)) for u in units]
+    assert [h["seed"] for h in histories] == [7, 8] and [h["unit"] for h in histories] == ["c16-s7", "c16-s8"]
+    first, second = (load_weights(store, config, u) for u in units)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    # The windows are the same for both seeds: they differ in initial weights and batch order only.
+    assert histories[0]["train_windows"] == histories[1]["train_windows"]
+    assert main(["train", "--config", str(path), "--unit", "c16-s9", "-q"]) == 2
+    assert "not a unit of this config" in capsys.readouterr().err
+
+
+STATEFUL = Unit("stateful", None, 7)
+
+
+def stateful_mapping(root: Path, **train: Any) -> dict[str, Any]:
+    mapping = make_config(root, learning_rate=0.01, epochs=6, patience=3, **train)
+    mapping["recordings"] = {"sample_rate": 8000}
+    mapping["model"] = {
+        "kind": "stateful",
+        "stateful": {"segment_seconds": 0.25, "warmup_samples": 200, "tbptt_samples": 500, "batch_size": 8},
+    }
+    return mapping
+
+
+@pytest.fixture(scope="module")
+def stateful_trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from sd1job.stages.train import train_unit
+
+    config, store = prepare(stateful_mapping(tmp_path_factory.mktemp("stateful") / "store"))
+    return {"config": config, "store": store, "history": train_unit(config, store, STATEFUL)}
+
+
+@pytest.mark.slow
+def test_stateful_unit_learns_by_truncated_bptt_and_writes_its_outputs(stateful_trained: dict[str, Any]) -> None:
+    from sd1job.infer.stateful import StreamingPredictor
+    from sd1job.infer.weights import load_weights as read_weights
+
+    config, store, history = stateful_trained["config"], stateful_trained["store"], stateful_trained["history"]
+    layout = layout_for(config)
+    assert history["kind"] == "stateful" and history["context"] is None and history["unit"] == "stateful-s7"
+    # 16,000 samples, 25 % held out: 6 segments of 2,000 before the cut, one batch of 6, 1,800 scored samples each.
+    assert history["train_windows"] == 6 * 1800
+    assert history["best_val_loss"] < 0.2, history["epochs"]
+    losses = [e["loss"] for e in history["epochs"]]
+    assert losses[-1] < losses[0]
+    summary = store.read_json(layout.summary(STATEFUL))
+    assert summary["flops_per_sample_inference"] == 2 * 65 * 256 and summary["parameter_count"] == 16_961
+    # The saved model streams: the numba predictor on the held-out stretch scores near the best val ESR.
+    weights = read_weights(store.read_bytes(layout.model(STATEFUL)), "model", None)
+    dry, wet = synthetic_pair()
+    output = StreamingPredictor(weights).predict(dry[12_000:])
+    error = np.sum((output[200:] - wet[12_200:]) ** 2) / np.sum(wet[12_200:] ** 2)
+    assert error < 0.3
+
+
+@pytest.mark.slow
+def test_stateful_training_is_deterministic_and_resumes_from_its_checkpoint(
+    stateful_trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sd1job.stages import train
+
+    config, store = prepare(stateful_mapping(tmp_path / "store"))
+    layout = layout_for(config)
+    calls = {"epochs": 0}
+    original = train.UnitRun.on_epoch
+
+    def stop_after_two(self: Any, epoch: int, *args: Any) -> bool:
+        result = original(self, epoch, *args)
+        calls["epochs"] += 1
+        if epoch == 2:
+            raise KeyboardInterrupt  # killed right after the second checkpoint landed
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.UnitRun, "on_epoch", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_unit(config, store, STATEFUL)
+    assert store.exists(layout.checkpoint(STATEFUL)) and not store.exists(layout.history(STATEFUL))
+    history = train.train_unit(config, store, STATEFUL)
+    assert history["resumed_at_epochs"] == [2]
+    expected = stateful_trained["history"]
+    assert [e["val_loss"] for e in history["epochs"]] == [e["val_loss"] for e in expected["epochs"]]
+    for got, want in zip(
+        load_weights(store, config, STATEFUL),
+        load_weights(stateful_trained["store"], stateful_trained["config"], STATEFUL),
+        strict=True,
+    ):
+        assert np.array_equal(got, want)

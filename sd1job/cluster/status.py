@@ -1,23 +1,20 @@
 """``python -m sd1job status NAME``: the summary of a submitted sweep, once.
 
-Prints the same summary ``submit --watch`` ends with (phase, durations, one row per node) and
-exits by the phase: 0 Succeeded, 1 Failed or Error, 3 still pending or running. Server, token and
-namespace come from the same options and environment variables as ``submit`` (see submit.py).
+Prints the summary ``submit --watch`` ends with (phase, durations, one row per step with its
+attempts) and exits by the phase: 0 Succeeded, 1 Failed or Error, 3 still pending or running.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from sd1job.config import Config
-from sd1job.submit import (
-    ArgoClient,
-    add_server_options,
-    exit_code_for_phase,
-    format_summary,
-    settings_from_args,
-    workflow_phase,
-)
+from sd1job.cluster.client import ArgoClient
+from sd1job.cluster.settings import add_server_options, settings_from_args
+from sd1job.cluster.watch import exit_code_for_phase, format_summary, workflow_phase
+
+if TYPE_CHECKING:
+    from sd1job.config import Config
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +24,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config | None) -> int:
-    """Print the summary of one workflow; the exit status follows its phase."""
+    """Print the summary of one workflow; return 0 (Succeeded), 1 (Failed, Error) or 3 (not finished)."""
     with ArgoClient(settings_from_args(args)) as client:
         workflow = client.get_workflow(args.name)
     print(format_summary(workflow), flush=True)

@@ -1,0 +1,176 @@
+"""Streaming inference of the stateful model: one LSTM step per sample, the state carried along.
+
+The model (LSTM(u) -> Dense(1) on every step) is run from its weights at batch 1 in one compiled
+numba loop over the samples, as a capture plugin runs it: output sample ``t`` is
+``Dense(h_t)``, ``h_t`` the hidden state after consuming ``dry[t]`` (the alignment training
+uses). ``stream`` returns the final state, so a long signal streamed in chunks, each chunk
+starting from the state the previous one returned, gives exactly the output of one call.
+
+Per step the work is the gate pre-activations ``z = bias + x * kernel + h @ recurrent`` (4u of
+them) and the elementwise update. The (u x 4u) recurrent product dominates: it is accumulated
+eight rows at a time, ``z += h[j] * recurrent[j, :] + ... + h[j+7] * recurrent[j+7, :]``, each row
+a contiguous 4u vector, which LLVM turns into packed FMAs with one load and store of ``z`` per
+eight rows. The gates use ``sigmoid(v) = 0.5 + 0.5 tanh(v / 2)`` (the halving is exact in binary
+floating point), and tanh is the odd 13/6 rational minimax approximation that Eigen, XLA and ONNX
+Runtime use for float32 (clamped at +-7.9053, where float32 tanh rounds to +-1): branch-free
+arithmetic that vectorises, where a libm ``tanhf`` call per gate would cost more than the matrix
+product (numba has no vector math library here). For the same reason the loops are compiled with
+``error_model="numpy"`` (no zero-division branch in the division) and fastmath limited to
+``contract`` (FMA) and ``reassoc`` (the blocked sums and the Dense dot product); no flag that
+assumes away NaN or infinity. Everything is float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from sd1job.infer.weights import LstmWeights
+
+
+@dataclass(frozen=True)
+class LstmState:
+    """The LSTM's hidden and cell state, each float32 ``(u,)``."""
+
+    h: np.ndarray
+    c: np.ndarray
+
+    @classmethod
+    def zeros(cls, units: int) -> LstmState:
+        """The all-zero state the stateful model starts from in training and inference."""
+        return cls(np.zeros(units, np.float32), np.zeros(units, np.float32))
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _tanh(v):  # type: ignore[no-untyped-def]
+    """tanh(v) for a float32 v by the rational minimax approximation (error near float32 rounding)."""
+    limit = np.float32(7.90531110763549805)
+    v = min(max(v, -limit), limit)
+    v2 = v * v
+    p = np.float32(-2.76076847742355e-16)
+    p = p * v2 + np.float32(2.00018790482477e-13)
+    p = p * v2 + np.float32(-8.60467152213735e-11)
+    p = p * v2 + np.float32(5.12229709037114e-08)
+    p = p * v2 + np.float32(1.48572235717979e-05)
+    p = p * v2 + np.float32(6.37261928875436e-04)
+    p = p * v2 + np.float32(4.89352455891786e-03)
+    q = np.float32(1.19825839466702e-06)
+    q = q * v2 + np.float32(1.18534705686654e-04)
+    q = q * v2 + np.float32(2.26843463243900e-03)
+    q = q * v2 + np.float32(4.89352518554385e-03)
+    return v * p / q
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def tanh_approx(values):  # type: ignore[no-untyped-def]
+    """The approximation ``stream`` uses, elementwise over a float32 array (exposed for its test)."""
+    out = np.empty_like(values)
+    for k in range(values.size):
+        out[k] = _tanh(values[k])
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+def _stream(dry, kernel, recurrent, bias, dense, dense_bias, h, c, out):  # type: ignore[no-untyped-def]
+    """Run the LSTM over ``dry``; write ``out[t] = dense . h_t + dense_bias``; update ``h``, ``c`` in place."""
+    units = h.shape[0]
+    four = 4 * units
+    half = np.float32(0.5)
+    z = np.empty(four, np.float32)
+    for t in range(dry.shape[0]):
+        x = dry[t]
+        for k in range(four):
+            z[k] = bias[k] + x * kernel[k]
+        # Eight rows per pass over z: an eighth of the loads and stores of z, the rows of W streamed.
+        blocked = units - units % 8
+        for j in range(0, blocked, 8):
+            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
+            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
+            for k in range(four):
+                z[k] += (
+                    h0 * recurrent[j, k]
+                    + h1 * recurrent[j + 1, k]
+                    + h2 * recurrent[j + 2, k]
+                    + h3 * recurrent[j + 3, k]
+                    + h4 * recurrent[j + 4, k]
+                    + h5 * recurrent[j + 5, k]
+                    + h6 * recurrent[j + 6, k]
+                    + h7 * recurrent[j + 7, k]
+                )
+        for j in range(blocked, units):
+            hj = h[j]
+            for k in range(four):
+                z[k] += hj * recurrent[j, k]
+        acc = np.float32(0.0)
+        for j in range(units):
+            input_gate = half + half * _tanh(half * z[j])
+            forget_gate = half + half * _tanh(half * z[units + j])
+            candidate = _tanh(z[2 * units + j])
+            output_gate = half + half * _tanh(half * z[3 * units + j])
+            cell = forget_gate * c[j] + input_gate * candidate
+            c[j] = cell
+            hidden = output_gate * _tanh(cell)
+            h[j] = hidden
+            acc += hidden * dense[j]
+        out[t] = acc + dense_bias
+
+
+def _vector(values: Any, units: int, name: str) -> np.ndarray:
+    array = np.array(values, dtype=np.float32).ravel()  # a fresh copy: the kernel updates it in place
+    if array.shape != (units,):
+        raise ValueError(f"{name} has shape {np.shape(values)}, expected ({units},)")
+    return array
+
+
+class StreamingPredictor:
+    """Stream whole signals through the stateful model, sample by sample, at batch 1."""
+
+    def __init__(self, weights: LstmWeights) -> None:
+        units = weights.units
+        self.weights = weights
+        self.units = units
+        self._kernel = np.ascontiguousarray(weights.kernel, dtype=np.float32)
+        self._recurrent = np.ascontiguousarray(weights.recurrent, dtype=np.float32)
+        self._bias = np.ascontiguousarray(weights.bias, dtype=np.float32)
+        self._dense = np.ascontiguousarray(weights.dense_kernel, dtype=np.float32)
+        self._dense_bias = np.float32(weights.dense_bias)
+        shapes = (self._kernel.shape, self._bias.shape, self._recurrent.shape, self._dense.shape)
+        if shapes != ((4 * units,), (4 * units,), (units, 4 * units), (units,)):
+            raise ValueError(f"weights have shapes {shapes}, not those of an LSTM({units}) -> Dense(1)")
+
+    def zero_state(self) -> LstmState:
+        """The zero state (the default start of ``stream``)."""
+        return LstmState.zeros(self.units)
+
+    def warm_up(self) -> None:
+        """Compile the loop, or load it from numba's cache, now (so timings exclude it)."""
+        self.stream(np.zeros(1, np.float32))
+
+    def stream(self, dry: np.ndarray, state: LstmState | None = None) -> tuple[np.ndarray, LstmState]:
+        """Output for every sample of ``dry`` (float32, same length) from ``state`` (zeros if None); the end state.
+
+        ``state`` is not modified. Streaming a signal in consecutive chunks, each from the state
+        the previous call returned, gives the same output as one call on the whole signal.
+        """
+        signal = np.ascontiguousarray(np.asarray(dry, dtype=np.float32).ravel())
+        start = state or self.zero_state()
+        h, c = _vector(start.h, self.units, "state h"), _vector(start.c, self.units, "state c")
+        out = np.empty(len(signal), np.float32)
+        _stream(signal, self._kernel, self._recurrent, self._bias, self._dense, self._dense_bias, h, c, out)
+        return out, LstmState(h, c)
+
+    def predict(self, dry: np.ndarray) -> np.ndarray:
+        """The model's output for every sample of ``dry`` from the zero state (float32, same length)."""
+        return self.stream(dry)[0]
+
+
+def keras_predict_stateful(model: Any, dry: np.ndarray) -> np.ndarray:
+    """The reference: Keras ``model.predict`` of a ``build_stateful_model`` model on ``(1, T, 1)`` from zero state."""
+    signal = np.asarray(dry, dtype=np.float32).ravel()
+    units = int(model.get_layer("lstm").units)
+    zeros = np.zeros((1, units), np.float32)
+    wet, _, _ = model.predict([signal[None, :, None], zeros, zeros], batch_size=1, verbose=0)
+    return np.asarray(wet, dtype=np.float32)[0, :, 0]
