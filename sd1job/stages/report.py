@@ -66,6 +66,7 @@ SUMMARY_COLUMNS = (
     "context_ms",
     "units",
     "esr",
+    "esr_gmean",
     "esr_low",
     "esr_high",
     "esr_pre",
@@ -191,6 +192,7 @@ def summary_rows(
                 "context_ms": mine[0]["context_ms"],
                 "units": len(units),
                 "esr": float(np.mean([row["esr"] for row in mine])),
+                "esr_gmean": interval.get("mean"),
                 "esr_low": interval.get("low"),
                 "esr_high": interval.get("high"),
                 **{name: float(np.mean([row[name] for row in mine])) for name in AVERAGED},
@@ -279,6 +281,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
             for u, d in scored.items()
         },
         alpha=config.eval.alpha,
+        sample_rate=config.recordings.sample_rate,
     )
     summary = summary_rows(scored, rows, analysis)
     reference = [reference_row(riff) for riff in riffs]

@@ -1,0 +1,357 @@
+"""Statistics that turn a sweep's scores into an answer: intervals, tests, a fitted curve, a verdict.
+
+Pure functions on numbers (scipy.stats and scipy.optimize do every test, interval and fit); no I/O.
+
+The unit of replication is the trained model. An arm (a context size, or the stateful model) is
+trained once per seed and each model is scored on the same R riffs. The riffs scored by one model
+share that model's luck of initialisation and batch order, so its R scores are not R independent
+observations: with seed noise as large as the effect of context (on the demo data, about 15 %
+between two seeds against about 30 % from n=44 to n=220), a test over (seed, riff) pairs, such as
+a Wilcoxon signed-rank test, calls identical arms different far more often than alpha
+(tests/test_stats.py measures it). So every interval and test here works on the per-seed riff
+means, one number per model:
+
+- an arm's test ESR gets a t-interval over the log of its seeds' riff means, exponentiated: an
+  interval for the geometric mean over seeds, always positive and as asymmetric as ESR spreads
+  are (none with one seed);
+- an arm is compared with the best arm by a one-sided Welch t-test on the log of those means
+  (ESR ratios are multiplicative; riff effects cancel, every arm being scored on the same riffs),
+  Holm-corrected over the comparisons;
+- a relative change between two arms is the ratio of their geometric means over seeds, with the
+  95 % interval of the same Welch comparison, exponentiated;
+- the diminishing returns are a fitted ESR(n) = a + b exp(-n / tau) over every windowed model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95
+INTERVAL_METHOD = "geometric mean over seeds of the riff-mean ESR, t-interval on its log"
+TEST_METHOD = "one-sided Welch t-test on the log of the seeds' riff-mean ESR, Holm-corrected"
+CHANGE_METHOD = "ratio of geometric means over seeds; 95 % interval from the Welch comparison of log ESR"
+MIN_FIT_CONTEXTS = 4
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its confidence interval (``low``/``high`` None when no interval is possible)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    method: str
+
+
+def mean_interval(seed_means: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """The geometric mean of per-seed ESRs with a t-interval on their log (no interval with fewer than two)."""
+    logs = np.log(np.asarray(seed_means, dtype=float))
+    centre = float(np.mean(logs))
+    if len(logs) < 2:
+        return Interval(math.exp(centre), None, None, len(logs), INTERVAL_METHOD)
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * scipy_stats.sem(logs))
+    return Interval(math.exp(centre), math.exp(centre - half), math.exp(centre + half), len(logs), INTERVAL_METHOD)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def p_worse(arm: Sequence[float], best: Sequence[float]) -> float | None:
+    """One-sided Welch p-value that ``arm`` has higher ESR than ``best`` (per-seed means); None if untestable."""
+    if len(arm) < 2 or len(best) < 2:
+        return None
+    result = scipy_stats.ttest_ind(np.log(arm), np.log(best), equal_var=False, alternative="greater")
+    return _finite(result.pvalue)
+
+
+def p_different(arm: Sequence[float], other: Sequence[float]) -> float | None:
+    """Two-sided Welch p-value that two arms differ (per-seed means, log scale); None if untestable."""
+    if len(arm) < 2 or len(other) < 2:
+        return None
+    return _finite(scipy_stats.ttest_ind(np.log(arm), np.log(other), equal_var=False).pvalue)
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (monotone, capped at 1)."""
+    order = sorted(pvalues, key=lambda key: pvalues[key])
+    count = len(order)
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (count - rank) * pvalues[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def relative_change(before: Sequence[float], after: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Percent change of ESR from arm ``before`` to arm ``after`` (per-seed means), with its interval.
+
+    The point is ``100 (G_after / G_before - 1)`` for geometric means G over seeds; the interval
+    is the Welch interval of the difference of mean log ESR, exponentiated (None with one seed).
+    """
+    log_before, log_after = np.log(before), np.log(after)
+    point = 100.0 * (math.exp(float(np.mean(log_after) - np.mean(log_before))) - 1.0)
+    if len(before) < 2 or len(after) < 2:
+        return Interval(point, None, None, min(len(before), len(after)), CHANGE_METHOD)
+    result = scipy_stats.ttest_ind(log_after, log_before, equal_var=False)
+    low, high = result.confidence_interval(confidence)
+    as_percent = [_finite(100.0 * (math.exp(v) - 1.0)) if math.isfinite(v) else None for v in (low, high)]
+    return Interval(point, as_percent[0], as_percent[1], min(len(before), len(after)), CHANGE_METHOD)
+
+
+def saturating(n: np.ndarray, a: float, b: float, tau: float) -> np.ndarray:
+    """The diminishing-returns curve ESR(n) = a + b exp(-n / tau)."""
+    return a + b * np.exp(-np.asarray(n, dtype=float) / tau)
+
+
+def fit_saturating(contexts: Sequence[float], esr: Sequence[float]) -> dict[str, Any]:
+    """Fit ``a + b exp(-n / tau)`` to (context, ESR) points (one per model).
+
+    Returns ``a, b, tau`` with standard errors, R^2, ``n90`` (the context where 90 % of the gain
+    from n = 0 to infinity is reached: tau ln 10) and the curve on a grid for plotting; or
+    ``{"reason": ...}`` when fewer than four distinct contexts are given or the fit fails.
+    """
+    x = np.asarray(contexts, dtype=float)
+    y = np.asarray(esr, dtype=float)
+    if len(set(x.tolist())) < MIN_FIT_CONTEXTS:
+        return {"reason": f"a curve needs at least {MIN_FIT_CONTEXTS} context sizes"}
+    start = (float(y.min()), float(max(y.max() - y.min(), 1e-6)), float(np.median(x) / 2))
+    try:
+        (a, b, tau), covariance = optimize.curve_fit(
+            saturating, x, y, p0=start, bounds=([0.0, -np.inf, 1e-3], [np.inf, np.inf, 10.0 * x.max()]), maxfev=20_000
+        )
+    except (RuntimeError, ValueError) as error:
+        return {"reason": f"the fit did not converge ({error})"}
+    errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    residual = float(np.sum((y - saturating(x, a, b, tau)) ** 2))
+    total = float(np.sum((y - y.mean()) ** 2))
+    grid = np.linspace(x.min(), x.max(), 60)
+    return {
+        "a": float(a),
+        "b": float(b),
+        "tau": float(tau),
+        "a_se": _finite(errors[0]),
+        "b_se": _finite(errors[1]),
+        "tau_se": _finite(errors[2]),
+        "r2": 1.0 - residual / total if total > 0 else None,
+        "n90": float(tau * math.log(10.0)),
+        "curve_x": grid.tolist(),
+        "curve_y": saturating(grid, a, b, tau).tolist(),
+    }
+
+
+# --- the whole analysis ------------------------------------------------------------------------
+
+
+def _arm_name(kind: str, context: int | None) -> str:
+    return f"c{context}" if kind == "windowed" else "stateful"
+
+
+def _seed_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
+    """arm -> seed -> that model's mean test ESR over its riffs, arms in order (windowed by n, then stateful)."""
+    grouped: dict[tuple[bool, int, str], dict[int, list[float]]] = {}
+    for row in rows:
+        key = (row["kind"] != "windowed", int(row["context"] or 0), _arm_name(row["kind"], row["context"]))
+        grouped.setdefault(key, {}).setdefault(int(row["seed"]), []).append(float(row["esr"]))
+    return {key[2]: {seed: float(np.mean(v)) for seed, v in sorted(s.items())} for key, s in sorted(grouped.items())}
+
+
+def _esr(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _interval_text(interval: Interval) -> str:
+    if interval.low is None or interval.high is None:
+        return f"test ESR {_esr(interval.mean)}"
+    return f"test ESR {_esr(interval.mean)}, 95 % CI {_esr(interval.low)} to {_esr(interval.high)}"
+
+
+def _change_text(before: str, after: str, change: Interval) -> str:
+    verb = "lowers" if change.mean < 0 else "raises"
+    text = f"Going from {before} to {after} {verb} test ESR by {abs(change.mean):.0f} %"
+    if change.low is None or change.high is None:
+        return text + " (one model each: no interval)."
+    low, high = sorted(abs(v) for v in (change.low, change.high)) if change.low * change.high > 0 else (None, None)
+    if low is None:
+        return text + f" (95 % CI {change.low:+.0f} to {change.high:+.0f} %: the interval includes no change)."
+    return text + f" (95 % CI {low:.0f} to {high:.0f} %)."
+
+
+def analyse(
+    rows: Sequence[Mapping[str, Any]],
+    units: Mapping[str, Mapping[str, Any]],
+    alpha: float = 0.05,
+    sample_rate: int | None = None,
+) -> dict[str, Any]:
+    """The statistics of a sweep, as plain JSON-ready data, with the verdict in words.
+
+    ``rows``: one per (unit, riff) with ``kind``, ``context`` (None for stateful), ``seed``, ``esr``.
+    ``units``: unit name -> ``{"val_esr": best validation ESR, "still_improving": bool}``.
+    """
+    seeds_by_arm = _seed_means(rows)
+    windowed = [arm for arm in seeds_by_arm if arm != "stateful"]
+    contexts = {arm: int(arm[1:]) for arm in windowed}
+    intervals = {arm: mean_interval(list(s.values())) for arm, s in seeds_by_arm.items()}
+    testable = bool(seeds_by_arm) and all(len(s) >= 2 for s in seeds_by_arm.values())
+
+    best = min(windowed, key=lambda arm: intervals[arm].mean) if windowed else None
+    raw = {}
+    if best is not None:
+        for arm in windowed:
+            if arm != best:
+                p = p_worse(list(seeds_by_arm[arm].values()), list(seeds_by_arm[best].values()))
+                if p is not None:
+                    raw[arm] = p
+    adjusted = holm(raw)
+    significant = {arm: adjusted[arm] < alpha for arm in adjusted}
+    not_worse = [arm for arm in windowed if arm == best or (arm in significant and not significant[arm])]
+    smallest_not_worse = min(not_worse, key=contexts.__getitem__) if testable and not_worse else None
+
+    arms_out = []
+    for arm, seeds in seeds_by_arm.items():
+        kind = "stateful" if arm == "stateful" else "windowed"
+        names = [f"{arm}-s{seed}" for seed in seeds]
+        val = [float(units[n]["val_esr"]) for n in names if n in units and units[n].get("val_esr") is not None]
+        val_mean = float(np.mean(val)) if val else None
+        comparison = None
+        if arm in raw:
+            comparison = {"p_value": raw[arm], "p_holm": adjusted[arm], "significant": significant[arm]}
+        arms_out.append(
+            {
+                "arm": arm,
+                "kind": kind,
+                "context": contexts.get(arm),
+                "seeds": list(seeds),
+                "seed_means": list(seeds.values()),
+                "interval": asdict(intervals[arm]),
+                "comparison": comparison,
+                "gap": {
+                    "val_esr": val_mean,
+                    "test_esr": intervals[arm].mean,
+                    "ratio": intervals[arm].mean / val_mean if val_mean else None,
+                },
+            }
+        )
+
+    change = None
+    if len(windowed) >= 2:
+        first, last = windowed[0], windowed[-1]
+        interval = relative_change(list(seeds_by_arm[first].values()), list(seeds_by_arm[last].values()))
+        change = {"from": first, "to": last, **asdict(interval)}
+    points = [(contexts[arm], value) for arm in windowed for value in seeds_by_arm[arm].values()]
+    fit = fit_saturating([p[0] for p in points], [p[1] for p in points]) if points else {"reason": "no windowed unit"}
+
+    stateful = None
+    if "stateful" in seeds_by_arm and best is not None:
+        s_values, b_values = list(seeds_by_arm["stateful"].values()), list(seeds_by_arm[best].values())
+        p = p_different(s_values, b_values)
+        stateful = {
+            "against": best,
+            "p_value": p,
+            "significant": p is not None and p < alpha,
+            "change": asdict(relative_change(b_values, s_values)),
+        }
+    improving = sorted(name for name, info in units.items() if info.get("still_improving"))
+
+    result = {
+        "alpha": alpha,
+        "confidence": CONFIDENCE,
+        "method": f"Intervals: {INTERVAL_METHOD}. Tests against the best context: {TEST_METHOD} (alpha {alpha}). "
+        f"Changes: {CHANGE_METHOD}. Each seed's model counts once: riffs scored by one model are not independent.",
+        "testable": testable,
+        "arms": arms_out,
+        "best": best,
+        "smallest_not_worse": smallest_not_worse,
+        "change": change,
+        "fit": fit,
+        "stateful": stateful,
+        "still_improving": improving,
+        "units": len(units),
+    }
+    result["verdict"] = verdict(result, intervals, sample_rate)
+    return result
+
+
+def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample_rate: int | None) -> list[str]:
+    """The analysis in plain sentences, each following the numbers it quotes."""
+    sentences: list[str] = []
+    arms = result["arms"]
+    best = result["best"]
+    seeds = min((len(a["seeds"]) for a in arms), default=0)
+    if best is not None and not result["testable"]:
+        sentences.append(
+            "With one training seed per context, no interval or test is possible: one model per context cannot "
+            "separate the effect of context from the spread between training seeds, which can be as large as that "
+            "effect. Set train.repeats to 3 or more to get an answer."
+        )
+        sentences.append(
+            f"Lowest test ESR of these single models: {best} ({_esr(intervals[best].mean)}); "
+            "treat differences between contexts as unconfirmed."
+        )
+    elif best is not None:
+        compared = [a for a in arms if a["comparison"] is not None]
+        worse = [a["arm"] for a in compared if a["comparison"]["significant"]]
+        how = f"one-sided Welch tests on log ESR over {seeds} seeds, Holm-corrected, alpha {result['alpha']}"
+        if not worse:
+            sentences.append(
+                f"No context is significantly worse than the best ({best}, {_interval_text(intervals[best])}) at "
+                f"{seeds} seeds: the differences between context sizes are within seed noise ({how})."
+            )
+        else:
+            fine = [a["arm"] for a in arms if a["kind"] == "windowed" and a["arm"] not in worse]
+            sentences.append(
+                f"Significantly worse than the best ({best}, {_interval_text(intervals[best])}): "
+                f"{', '.join(worse)}; not significantly worse: {', '.join(fine)} ({how})."
+            )
+            smallest = result["smallest_not_worse"]
+            if smallest is not None:
+                sentences.append(f"The smallest context not significantly worse than the best is {smallest}.")
+    change = result["change"]
+    if change is not None:
+        sentences.append(
+            _change_text(
+                change["from"][1:], change["to"][1:], Interval(**{k: change[k] for k in Interval.__annotations__})
+            )
+        )
+    fit = result["fit"]
+    if "tau" in fit:
+        where = f"n ≈ {fit['n90']:.0f} samples"
+        if sample_rate:
+            where += f" ({1000 * fit['n90'] / sample_rate:.1f} ms)"
+        sentences.append(
+            f"The fitted curve ESR(n) = {fit['a']:.3g} + {fit['b']:.3g} exp(-n / {fit['tau']:.0f}) reaches 90 % of "
+            f"its gain by {where}; beyond that, more context buys little."
+        )
+    stateful = result["stateful"]
+    if stateful is not None:
+        change_s = stateful["change"]
+        relation = "lower" if change_s["mean"] < 0 else "higher"
+        test = (
+            f"two-sided Welch test on log ESR, p = {stateful['p_value']:.2g}" if stateful["p_value"] is not None else ""
+        )
+        if stateful["p_value"] is None:
+            judged = "one model each: not tested"
+        elif stateful["significant"]:
+            judged = f"significantly {'better' if relation == 'lower' else 'worse'} ({test})"
+        else:
+            judged = f"not significantly different ({test})"
+        sentences.append(
+            f"The stateful model (one LSTM step per sample) has {_interval_text(intervals['stateful'])}: "
+            f"{abs(change_s['mean']):.0f} % {relation} than the best windowed context {stateful['against']}, {judged}."
+        )
+    improving = result["still_improving"]
+    if improving:
+        sentences.append(
+            f"{len(improving)} of {result['units']} models were still improving at their last epoch (best epoch = last "
+            "epoch): they are undertrained; raise train.epochs before reading these numbers as the models' best."
+        )
+    return sentences
