@@ -1,0 +1,150 @@
+"""The statistics on constructed cases with a known answer, and why the test works on seeds, not (seed, riff) pairs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from sd1job import stats
+
+RIFFS = ("battery", "electricEye", "holywar", "ohwell", "sanitarium", "shadowlove")
+RIFF_EFFECT = np.log([1.0, 1.4, 0.8, 1.2, 0.6, 1.1])  # some riffs are harder than others, in every arm
+SEED_SD = 0.14  # about 15 % between two seeds of one context, as measured on the demo data
+RIFF_SD = 0.05
+
+
+def simulate(true_esr: dict[int | None, float], seeds: int, rng: np.random.Generator) -> list[dict]:
+    """Rows of a sweep: log ESR = log true + riff effect + one seed-level draw per model + small per-riff noise."""
+    rows = []
+    for context, esr in true_esr.items():
+        kind = "stateful" if context is None else "windowed"
+        for seed in range(25, 25 + seeds):
+            model_luck = rng.normal(0.0, SEED_SD)
+            for riff, effect in zip(RIFFS, RIFF_EFFECT, strict=True):
+                value = math.exp(math.log(esr) + effect + model_luck + rng.normal(0.0, RIFF_SD))
+                rows.append({"kind": kind, "context": context, "seed": seed, "riff": riff, "esr": value})
+    return rows
+
+
+def unit_info(rows: list[dict], improving: set[str] = frozenset()) -> dict[str, dict]:
+    names = {(f"c{r['context']}" if r["kind"] == "windowed" else "stateful") + f"-s{r['seed']}" for r in rows}
+    return {name: {"val_esr": 0.01, "still_improving": name in improving} for name in names}
+
+
+def arm(result: dict, name: str) -> dict:
+    return next(a for a in result["arms"] if a["arm"] == name)
+
+
+def test_holm_against_hand_computed_values() -> None:
+    # sorted 0.01, 0.02, 0.03, 0.5 -> 4*0.01, max(3*0.02, .04), max(2*0.03, .06), max(0.5, .06)
+    adjusted = stats.holm({"a": 0.03, "b": 0.01, "c": 0.5, "d": 0.02})
+    assert adjusted == pytest.approx({"b": 0.04, "d": 0.06, "a": 0.06, "c": 0.5})
+    assert stats.holm({"x": 0.6, "y": 0.7}) == pytest.approx({"x": 1.0, "y": 1.0})
+    assert stats.holm({}) == {}
+
+
+def test_identical_contexts_are_not_significant_and_the_verdict_says_so() -> None:
+    rows = simulate({44: 0.02, 220: 0.02, 440: 0.02}, seeds=3, rng=np.random.default_rng(1))
+    result = stats.analyse(rows, unit_info(rows))
+    assert result["testable"]
+    assert not any(a["comparison"]["significant"] for a in result["arms"] if a["comparison"])
+    assert result["verdict"][0].startswith("No context is significantly worse than the best")
+    assert "within seed noise" in result["verdict"][0]
+
+
+def test_a_clearly_worse_context_is_significant_and_named() -> None:
+    rows = simulate({44: 0.06, 220: 0.02, 440: 0.019}, seeds=4, rng=np.random.default_rng(2))
+    result = stats.analyse(rows, unit_info(rows))
+    assert result["best"] in {"c220", "c440"}
+    assert arm(result, "c44")["comparison"]["significant"]
+    assert result["smallest_not_worse"] == "c220"
+    assert result["verdict"][0].startswith("Significantly worse than the best") and "c44;" in result["verdict"][0]
+    assert "The smallest context not significantly worse than the best is c220." in result["verdict"]
+    change = result["change"]
+    expected = 100 * (
+        math.exp(np.mean(np.log(arm(result, "c440")["seed_means"])) - np.mean(np.log(arm(result, "c44")["seed_means"])))
+        - 1
+    )
+    assert change["mean"] == pytest.approx(expected) and change["high"] < 0  # the whole interval is a gain
+    sentence = next(s for s in result["verdict"] if s.startswith("Going from 44 to 440"))
+    assert f"lowers test ESR by {abs(change['mean']):.0f} %" in sentence
+    assert f"(95 % CI {abs(change['high']):.0f} to {abs(change['low']):.0f} %)" in sentence
+
+
+def test_the_interval_covers_the_true_geometric_mean_at_the_nominal_rate() -> None:
+    rng = np.random.default_rng(3)
+    # A model's riff-mean is its luck (log-normal, one draw per seed) times the riff-mean of the true ESRs.
+    true = float(np.mean(np.exp(np.log(0.02) + RIFF_EFFECT)))
+    covered = 0
+    trials = 2000
+    for _ in range(trials):
+        luck = rng.normal(0.0, SEED_SD, size=3)
+        riff_means = [float(np.mean(np.exp(np.log(0.02) + RIFF_EFFECT + lk))) for lk in luck]
+        interval = stats.mean_interval(riff_means)
+        covered += interval.low <= true <= interval.high
+    assert covered / trials == pytest.approx(0.95, abs=0.02)
+
+
+def test_the_seed_level_test_holds_alpha_where_a_test_over_pairs_does_not() -> None:
+    """Identical arms, seed noise as large as on the demo data: how often each test cries wolf."""
+    rng = np.random.default_rng(4)
+    trials = 1500
+    welch = pairs = 0
+    for _ in range(trials):
+        rows = simulate({44: 0.02, 440: 0.02}, seeds=3, rng=rng)
+        a = [r["esr"] for r in rows if r["context"] == 44]
+        b = [r["esr"] for r in rows if r["context"] == 440]
+        pairs += scipy_stats.wilcoxon(np.log(a), np.log(b)).pvalue < 0.05  # over the 18 (seed, riff) pairs
+        means = stats._seed_means(rows)
+        p = stats.p_worse(list(means["c44"].values()), list(means["c440"].values()))
+        q = stats.p_worse(list(means["c440"].values()), list(means["c44"].values()))
+        welch += min(p, q) < 0.025  # two one-sided tests at alpha/2: a two-sided 5 % test
+    assert welch / trials <= 0.07
+    assert pairs / trials >= 0.4  # Wilcoxon over pairs: identical contexts "differ" in about half the sweeps
+
+
+def test_one_seed_gives_no_interval_no_test_and_says_why() -> None:
+    rows = simulate({44: 0.03, 440: 0.02}, seeds=1, rng=np.random.default_rng(5))
+    result = stats.analyse(rows, unit_info(rows))
+    assert not result["testable"] and result["smallest_not_worse"] is None
+    assert all(a["interval"]["low"] is None and a["comparison"] is None for a in result["arms"])
+    assert "no interval or test is possible" in result["verdict"][0] and "train.repeats" in result["verdict"][0]
+    assert "unconfirmed" in result["verdict"][1]
+    json.dumps(result, allow_nan=False)
+
+
+def test_missing_units_and_the_stateful_arm() -> None:
+    rows = simulate({44: 0.03, 440: 0.02, None: 0.02}, seeds=3, rng=np.random.default_rng(6))
+    rows = [r for r in rows if not (r["context"] == 440 and r["seed"] == 27)]  # a failed unit
+    result = stats.analyse(rows, unit_info(rows, improving={"c44-s25"}))
+    assert arm(result, "c440")["seeds"] == [25, 26] and arm(result, "stateful")["seeds"] == [25, 26, 27]
+    stateful = result["stateful"]
+    assert stateful["against"] == result["best"] and stateful["p_value"] is not None
+    sentence = next(s for s in result["verdict"] if s.startswith("The stateful model"))
+    assert f"{abs(stateful['change']['mean']):.0f} %" in sentence and result["best"] in sentence
+    assert result["verdict"][-1].startswith("1 of 8 models were still improving")
+    json.dumps(result, allow_nan=False)
+
+
+def test_the_saturating_fit_recovers_a_known_curve_and_refuses_too_few_contexts() -> None:
+    rng = np.random.default_rng(7)
+    contexts = np.repeat([44, 88, 132, 176, 220, 264, 308, 352, 396, 440], 3)
+    esr = stats.saturating(contexts, 0.015, 0.03, 90.0) * np.exp(rng.normal(0.0, 0.03, size=len(contexts)))
+    fit = stats.fit_saturating(contexts, esr)
+    assert fit["a"] == pytest.approx(0.015, rel=0.15)
+    assert fit["tau"] == pytest.approx(90.0, rel=0.3)
+    assert fit["n90"] == pytest.approx(fit["tau"] * math.log(10))
+    assert fit["r2"] > 0.8 and len(fit["curve_x"]) == len(fit["curve_y"])
+    assert "reason" in stats.fit_saturating([44, 88, 132], [0.03, 0.02, 0.018])
+    rows = simulate(
+        dict(zip(range(44, 441, 44), stats.saturating(np.arange(44, 441, 44), 0.015, 0.03, 90.0), strict=True)),
+        seeds=3,
+        rng=rng,
+    )
+    result = stats.analyse(rows, unit_info(rows), sample_rate=44100)
+    sentence = next(s for s in result["verdict"] if s.startswith("The fitted curve"))
+    assert f"{result['fit']['n90']:.0f} samples ({1000 * result['fit']['n90'] / 44100:.1f} ms)" in sentence
