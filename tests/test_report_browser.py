@@ -1,4 +1,4 @@
-"""The eval report in a real headless browser (Debian's chromium, driven by selenium).
+"""The report in a real headless browser (Debian's chromium, driven by selenium).
 
 The page is opened from the store's directory with ``file://``: no console errors, every image
 decoded, every audio player's metadata loaded. A screenshot is kept at ``artifacts/report.png``.
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from sd1job import evaluate
-from sd1job.layout import layout_for
+from sd1job.layout import REPORT_HTML, RunLayout
+from sd1job.stages import report
 from sd1job.store import LocalStore
-from tests.test_evaluate import make_run
+from tests.test_report import FIGURES, scored_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO_ROOT / "artifacts" / "report.png"
@@ -110,16 +110,16 @@ def problems(state: dict[str, Any], severe: list[dict[str, Any]]) -> list[str]:
 
 @pytest.mark.slow
 def test_report_loads_cleanly_in_chromium(browser: Any, tmp_path: Path) -> None:
-    config = make_run(tmp_path)
+    config = scored_run(tmp_path)
     store = LocalStore(config.store)
-    evaluate.run_eval(config, store)
-    page = Path(store.url(layout_for(config).eval_file(evaluate.REPORT)))
+    report.write_report(config, store)
+    page = Path(store.url(RunLayout(config.run_id).eval_file(REPORT_HTML)))
 
     state, severe = open_and_wait(browser, page)
 
     assert problems(state, severe) == []
-    assert len(state["images"]) == 5
-    assert len(state["audio"]) == 2 * (2 + 2)  # riffs x (dry, wet, c4, c12)
+    assert len(state["images"]) == len(FIGURES)
+    assert len(state["audio"]) == 2 * (2 + 3)  # riffs x (dry, wet, c4, c12, stateful)
     riff_seconds = {round(a["duration"], 2) for a in state["audio"]}
     assert riff_seconds == {0.3}
     height = browser.execute_script("return document.documentElement.scrollHeight")
