@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import print_table, save_results, timed_peak
 from sd1job.audio import encode_wav
 from sd1job.config import config_from_mapping
-from sd1job.data_stage import load_training_audio, run_data
-from sd1job.dataset import gather_windows, make_split
-from sd1job.layout import layout_for
+from sd1job.dataset import gather_windows, load_training_audio, make_split
+from sd1job.layout import RunLayout
+from sd1job.stages.data import build_datasets
 from sd1job.store import LocalStore
 
 SECONDS = 180
@@ -43,7 +43,7 @@ def write_recordings(store: LocalStore, config) -> None:  # type: ignore[no-unty
 
 def seed_way(store: LocalStore, config, directory: Path) -> int:  # type: ignore[no-untyped-def]
     """Materialise and pickle every context's arrays, as the seed pipeline did."""
-    dry, wet = load_training_audio(store, layout_for(config))
+    dry, wet = load_training_audio(store, RunLayout(config.run_id))
     total = 0
     for context in config.dataset.contexts:
         split = make_split("random", len(dry), context, config.dataset.pairs, 0.25, config.dataset.seed)
@@ -65,12 +65,12 @@ def main() -> dict:
         store = LocalStore(Path(tmp) / "store")
         config = config_from_mapping({"store": str(store.root)})
         write_recordings(store, config)
-        _, seconds, peak = timed_peak(lambda: run_data(config, store, force=True))
+        _, seconds, peak = timed_peak(lambda: build_datasets(config, store, force=True))
         rows.append({"method": "positions (sd1job)", "contexts": 10, "seconds": seconds, "peak_MiB": peak})
         per_context = []
         for context in (44, 440):
             single = config_from_mapping({"store": str(store.root), "dataset": {"contexts": [context]}})
-            _, s, p = timed_peak(lambda single=single: run_data(single, store, force=True))
+            _, s, p = timed_peak(lambda single=single: build_datasets(single, store, force=True))
             per_context.append({"context": context, "seconds": s, "peak_MiB": p})
         out = Path(tmp) / "pickles"
         out.mkdir()

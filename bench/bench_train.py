@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import matmul_gflops, print_table, save_results
-from sd1job.train import flops_per_window
+from sd1job.model import flops_per_sample
 
 UNITS = 64
 BATCH = 64
@@ -80,11 +80,11 @@ def child(variant: str, context: int) -> dict[str, Any]:
     import numpy as np
 
     jit, threads, pipeline = VARIANTS[variant]
-    from sd1job import train  # imports TensorFlow (no op created yet)
+    from sd1job import training  # imports TensorFlow (no op created yet)
 
     runtime = {}
     if threads is not None:
-        runtime = train.configure_runtime(threads, bool(jit))
+        runtime = training.configure_runtime(threads, bool(jit))
     import keras
 
     from sd1job.dataset import gather_windows
@@ -114,8 +114,9 @@ def child(variant: str, context: int) -> dict[str, Any]:
         y = wet[positions][:, None]
         model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, callbacks=[Timer()], verbose=0)
     else:
-        model = train.compiled_model(context, UNITS, 0.001, bool(jit))
-        data = train.window_dataset(dry, wet, positions, context, BATCH, shuffle_seed=25, epochs=(0, epochs))
+        model = build_model(context, UNITS, 0.001)
+        model.jit_compile = bool(jit)
+        data = training.window_dataset(dry, wet, positions, context, BATCH, shuffle_seed=25, epochs=(0, epochs))
         steps = math.ceil(count / BATCH)
         model.fit(data, epochs=epochs, steps_per_epoch=steps, shuffle=False, callbacks=[Timer()], verbose=0)
     import tensorflow as tf
@@ -176,7 +177,9 @@ def main() -> int:
             previous["runs"] = result["runs"]
         print(f"  {variant:>20} n={context:<4} {result['windows_per_second']:9.0f} windows/s", flush=True)
     for (_, context), result in results.items():
-        result["gflops"] = result["windows_per_second"] * flops_per_window(context, UNITS) / 1e9
+        result["gflops"] = (
+            result["windows_per_second"] * flops_per_sample("windowed", context, UNITS, training=True) / 1e9
+        )
         result["fraction_of_matmul"] = result["gflops"] / matmul
         result["us_per_window_step"] = 1e6 / result["windows_per_second"] / context
 

@@ -35,7 +35,7 @@ def main() -> int:
     import boto3
 
     from sd1job.config import load_config
-    from sd1job.layout import layout_for
+    from sd1job.layout import RunLayout
     from sd1job.store import LocalStore, S3Store, make_s3_client
 
     config = load_config(args.config)
@@ -64,11 +64,11 @@ def main() -> int:
         print("\nwhat Prometheus scraped from the Pushgateway:")
         for series in services.wait_for_query(prometheus.url, "sd1job_epochs_completed"):
             labels = series["metric"]
-            print(f"  context {labels.get('context'):>4}: {series['value'][1]} epochs")
+            print(f"  unit {labels.get('unit'):>14}: {series['value'][1]} epochs")
 
         store = S3Store(BUCKET, PREFIX, client=make_s3_client())
         local = LocalStore(REPO / args.out)
-        eval_dir = layout_for(config).eval_dir
+        eval_dir = RunLayout(config.run_id).eval_dir
         for key in store.list(eval_dir):
             local.write_bytes(key, store.read_bytes(key))
         print(f"\nreport (copied from s3://{BUCKET}/{PREFIX}/{eval_dir}): {local.url(eval_dir)}/report.html")

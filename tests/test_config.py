@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sd1job.config import SEED_CONTEXTS, SEED_RIFFS, Config, ConfigError, load_config
 
@@ -102,3 +103,50 @@ def test_config_round_trips_through_yaml(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "run_id: r2\ndataset: {pairs: 500}\n"))
     again = load_config(write(tmp_path, config.to_yaml()))
     assert again == config
+
+
+def test_units_come_from_kinds_contexts_and_repeats() -> None:
+    from sd1job.config import config_from_mapping
+
+    config = config_from_mapping(
+        {"dataset": {"contexts": [440, 44]}, "train": {"seed": 25, "repeats": 2}, "model": {"kind": "stateful"}}
+    )
+    assert [u.name for u in config.units()] == ["stateful-s25", "stateful-s26"]
+    both = config_from_mapping({"dataset": {"contexts": [440, 44]}, "model": {"kind": ["stateful", "windowed"]}})
+    assert both.model.kind == ["windowed", "stateful"]
+    assert [u.name for u in both.units()] == ["c44-s25", "c440-s25", "stateful-s25"]
+    assert [u.name for u in Config().units()] == [f"c{n}-s25" for n in SEED_CONTEXTS]  # the seed: ten units
+
+
+def test_context_ms_gives_the_same_duration_at_any_rate() -> None:
+    from sd1job.config import config_from_mapping
+
+    at_44k = config_from_mapping({"dataset": {"context_ms": [1, 5, 10]}})
+    at_48k = config_from_mapping({"dataset": {"context_ms": [1, 5, 10]}, "recordings": {"sample_rate": 48000}})
+    assert at_44k.dataset.contexts == [44, 220, 441]
+    assert at_48k.dataset.contexts == [48, 240, 480]
+    again = config_from_mapping(yaml.safe_load(at_48k.to_yaml()))  # the effective config reloads as it was
+    assert again.dataset.contexts == [48, 240, 480]
+    with pytest.raises(ConfigError, match="disagree"):
+        config_from_mapping({"dataset": {"context_ms": [1], "contexts": [44, 88]}})
+    with pytest.raises(ConfigError, match="repeated sizes"):
+        config_from_mapping({"dataset": {"context_ms": [1, 1.001]}})
+
+
+@pytest.mark.parametrize(
+    ("mapping", "suggestion"),
+    [
+        ({"datset": {}}, "datset: unknown key (did you mean dataset?)"),
+        ({"train": {"repeat": 3}}, "train.repeat: unknown key (did you mean repeats?)"),
+        ({"model": {"stateful": {"warmup": 10}}}, "model.stateful.warmup: unknown key (did you mean warmup_samples?)"),
+        ({"zzz": 1}, "zzz: unknown key"),
+    ],
+)
+def test_a_typo_suggests_the_nearest_key(mapping: dict, suggestion: str) -> None:
+    from sd1job.config import config_from_mapping
+
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(mapping)
+    assert suggestion in str(caught.value)
+    if "did you mean" not in suggestion:
+        assert "did you mean" not in str(caught.value)

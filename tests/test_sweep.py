@@ -23,16 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 # The local profile, shrunk so the suite stays quick: three contexts spanning the range.
 TINY = {
     "dataset": {"contexts": [44, 220, 440], "pairs": 600},
-    "train": {"epochs": 3, "patience": 2},
+    "train": {"epochs": 3, "patience": 2, "repeats": 1},
 }
 # Columns that must be identical between runs; the timing columns measure this machine, not the model.
-DETERMINISTIC = ("context", "riff", "esr", "esr_pre", "mse", "mae", "stft", "epochs_run", "best_epoch")
+DETERMINISTIC = ("unit", "seed", "riff", "esr", "esr_pre", "mse", "mae", "stft", "epochs_run", "best_epoch")
 
 
-def tiny_profile(tmp_path: Path, name: str) -> Path:
+def tiny_profile(tmp_path: Path, name: str, **sections: dict) -> Path:
     profile = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
-    for section, values in TINY.items():
-        profile[section].update(values)
+    for section, values in {**TINY, **sections}.items():
+        profile.setdefault(section, {}).update(values)
     profile["store"] = str(tmp_path / name)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(profile))
@@ -40,9 +40,9 @@ def tiny_profile(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def sweep(config: Path, **popen: object) -> subprocess.Popen[str]:
+def sweep(config: Path, *options: str, **popen: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sd1job", "sweep", "--config", str(config)],
+        [sys.executable, "-m", "sd1job", "sweep", "--config", str(config), *options],
         cwd=REPO,
         env=job_env({}),
         stdout=subprocess.PIPE,
@@ -72,12 +72,13 @@ def test_local_profile_sweep_completes(finished_sweep: tuple[Path, str]) -> None
     store, output = finished_sweep
     run = store / "runs" / "local-demo"
     for context in TINY["dataset"]["contexts"]:
-        assert (run / "models" / f"c{context}" / "model.keras").stat().st_size > 0
-        assert (run / "eval" / "audio" / f"c{context}" / "o_shadowlove.wav").exists()
+        assert (run / "models" / f"c{context}" / "s25" / "model.keras").stat().st_size > 0
+        assert (run / "models" / f"c{context}" / "s25" / "eval" / "scores.json").exists()
+        assert (run / "eval" / "audio" / f"c{context}-s25" / "o_shadowlove.wav").exists()
     rows = deterministic_rows(store)
     assert len(rows) == 3 * 6
     assert (run / "eval" / "report.html").exists()
-    assert "[sweep 3/3 contexts" in output and "report: " in output
+    assert "[sweep 3/3 units" in output and "report: " in output
 
 
 @pytest.mark.slow
@@ -86,7 +87,7 @@ def test_rerun_of_a_finished_sweep_skips_everything(finished_sweep: tuple[Path, 
     config = tmp_path / "again.yaml"
     profile = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
     for section, values in TINY.items():
-        profile[section].update(values)
+        profile.setdefault(section, {}).update(values)
     profile["store"] = str(store)
     config.write_text(yaml.safe_dump(profile))
     results = store / "runs" / "local-demo" / "eval" / "results.json"
@@ -94,8 +95,8 @@ def test_rerun_of_a_finished_sweep_skips_everything(finished_sweep: tuple[Path, 
     process = sweep(config)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
-    assert output.count("already finished, skipped") == 3
-    assert "eval: results already cover every finished model, skipped" in output
+    assert "train: 3 unit(s) already trained, skipped" in output
+    assert "eval: scoring" not in output and "report: up to date" in output
     assert results.stat().st_mtime_ns == before
 
 
@@ -105,16 +106,35 @@ def test_interrupted_sweep_rerun_gives_the_same_results(finished_sweep: tuple[Pa
     config = tiny_profile(tmp_path, "crashed")
     crashed = tmp_path / "crashed" / "runs" / "local-demo" / "models"
     process = sweep(config, start_new_session=True)
-    # Kill the whole sweep once the second context has checkpointed at least one epoch.
+    # Units train largest first: kill the whole sweep once the second one (c220) has checkpointed an epoch.
+    checkpoint = crashed / "c220" / "s25" / "checkpoint.npz"
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not list((crashed / "c220").glob("checkpoint/*")):
+    while time.monotonic() < deadline and not checkpoint.exists():
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
-    assert (crashed / "c44" / "history.json").exists()
-    assert not (crashed / "c440").exists()
+    assert (crashed / "c440" / "s25" / "history.json").exists()
+    assert not (crashed / "c220" / "s25" / "history.json").exists()
+    assert not (crashed / "c44").exists()
     rerun = sweep(config)
     output, _ = rerun.communicate(timeout=900)
     assert rerun.returncode == 0, output
-    assert "train c44: already finished, skipped" in output
+    assert "train: 1 unit(s) already trained, skipped" in output
+    assert "train c220-s25: resuming after epoch" in output
+    history = yaml.safe_load((crashed / "c220" / "s25" / "history.json").read_text())
+    assert history["resumed_at_epochs"] and history["resumed_at_epochs"][0] >= 1
     assert deterministic_rows(tmp_path / "crashed") == deterministic_rows(clean_store)
+
+
+@pytest.mark.slow
+def test_sweep_with_two_jobs_trains_and_scores_units_in_their_own_processes(
+    finished_sweep: tuple[Path, str], tmp_path: Path
+) -> None:
+    clean_store, _ = finished_sweep
+    config = tiny_profile(tmp_path, "parallel")
+    process = sweep(config, "--jobs", "2")
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output
+    for unit in ("c44-s25", "c220-s25", "c440-s25"):
+        assert f"train {unit}: starting (own process)" in output and f"eval {unit}: starting (own process)" in output
+    assert deterministic_rows(tmp_path / "parallel") == deterministic_rows(clean_store)

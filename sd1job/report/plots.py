@@ -73,7 +73,14 @@ def esr_vs_context(
         for context in contexts:
             seeds = windowed[context].seed_means
             axes.plot([context] * len(seeds), seeds, "o", color="tab:blue", alpha=0.45, markersize=4)
-        axes.plot(contexts, [windowed[c].mean for c in contexts], "s-", color="black", linewidth=2, label="geometric mean over seeds")
+        axes.plot(
+            contexts,
+            [windowed[c].mean for c in contexts],
+            "s-",
+            color="black",
+            linewidth=2,
+            label="geometric mean over seeds",
+        )
         banded = [c for c in contexts if windowed[c].low is not None and windowed[c].high is not None]
         if banded:
             axes.fill_between(

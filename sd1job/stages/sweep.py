@@ -185,6 +185,9 @@ def _run_units(
     failures: dict[Unit, str] = {}
     lock = progress.lock if progress else threading.Lock()
 
+    def say(message: str, level: int = logging.INFO) -> None:
+        log.log(level, progress.line(message) if progress else message)
+
     def finished(unit: Unit, started: float, error: str | None) -> None:
         with lock:
             if error is not None:
@@ -195,14 +198,12 @@ def _run_units(
                 progress.seconds[unit] = time.monotonic() - started
                 progress.done.append(unit)
             state = f"failed ({error})" if error else "done"
-            message = f"{command} {unit.name}: {state}"
-            log.log(logging.ERROR if error else logging.INFO, progress.line(message) if progress else message)
+            say(f"{command} {unit.name}: {state}", logging.ERROR if error else logging.INFO)
 
     if jobs == 1:
         for unit in units:
             started = time.monotonic()
-            if progress:
-                log.info(progress.line(f"{command} {unit.name}: starting"))
+            say(f"{command} {unit.name}: starting")
             try:
                 in_process(unit)
             except UserError:
@@ -220,9 +221,8 @@ def _run_units(
 
         def one(unit: Unit) -> None:
             started = time.monotonic()
-            if progress:
-                with lock:
-                    log.info(progress.line(f"{command} {unit.name}: starting (own process)"))
+            with lock:
+                say(f"{command} {unit.name}: starting (own process)")
             arguments = [command, "--config", str(config_file), "--unit", unit.name]
             status = subprocess.call([sys.executable, "-m", "sd1job", *arguments], env=os.environ.copy())
             finished(unit, started, None if status == 0 else f"{command} exited with status {status}")
