@@ -15,8 +15,16 @@ means, one number per model:
   interval for the geometric mean over seeds, always positive and as asymmetric as ESR spreads
   are (none with one seed);
 - an arm is compared with the best arm by a one-sided Welch t-test on the log of those means
-  (ESR ratios are multiplicative; riff effects cancel, every arm being scored on the same riffs),
-  Holm-corrected over the comparisons;
+  (ESR ratios are multiplicative; riff effects cancel, every arm being scored on the same riffs).
+  The best arm is the one that came out lowest, partly by luck, so a plain test against it at
+  alpha (even Holm-corrected over the other arms) calls identical arms worse than the best more
+  often than alpha: for two identical arms, twice as often, since choosing the best has already
+  chosen the direction. "Arm i is significantly worse than the best" rejects "arm i is among the
+  best" (its mean log ESR is at most every other arm's), whose valid p-value is the Bonferroni
+  bound (m - 1) min_j p(i worse than j) over the m arms with two or more seeds; Holm over those m
+  arms then keeps the chance of any false "worse" at most alpha whichever arms are truly tied
+  (tests/test_stats.py measures both procedures). The stateful arm gets the same care: "better"
+  must beat every windowed arm, "worse" is Bonferroni over them;
 - a relative change between two arms is the ratio of their geometric means over seeds, with the
   95 % interval of the same Welch comparison, exponentiated;
 - the diminishing returns are a fitted ESR(n) = a + b exp(-n / tau) over every windowed model.
@@ -35,7 +43,11 @@ from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
 INTERVAL_METHOD = "geometric mean over seeds of the riff-mean ESR, t-interval on its log"
-TEST_METHOD = "one-sided Welch t-test on the log of the seeds' riff-mean ESR, Holm-corrected"
+TEST_METHOD = (
+    "one-sided Welch t-tests on the log of the seeds' riff-mean ESR, adjusted for choosing the best from the data "
+    "(Bonferroni over each arm's comparisons), Holm-corrected over the arms"
+)
+STATEFUL_METHOD = "Welch tests on log ESR against every windowed context"
 CHANGE_METHOD = "ratio of geometric means over seeds; 95 % interval from the Welch comparison of log ESR"
 MIN_FIT_CONTEXTS = 4
 
@@ -65,19 +77,107 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def _p_worse_matrix(arms: Sequence[Sequence[float]], others: Sequence[Sequence[float]]) -> np.ndarray:
+    """One-sided Welch p-values that arm i has higher log ESR than other j (per-seed means; 2+ seeds each).
+
+    NaN (both arms' seeds agree exactly: no evidence either way) becomes 1.
+    """
+
+    def moments(group: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logs = [np.log(np.asarray(values, dtype=float)) for values in group]
+        return (
+            np.array([x.mean() for x in logs]),
+            np.array([x.std(ddof=1) for x in logs]),
+            np.array([x.size for x in logs]),
+        )
+
+    (m1, s1, n1), (m2, s2, n2) = moments(arms), moments(others)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = scipy_stats.ttest_ind_from_stats(
+            m1[:, None],
+            s1[:, None],
+            n1[:, None],
+            m2[None, :],
+            s2[None, :],
+            n2[None, :],
+            equal_var=False,
+            alternative="greater",
+        ).pvalue
+    return np.where(np.isnan(p), 1.0, p)
+
+
 def p_worse(arm: Sequence[float], best: Sequence[float]) -> float | None:
     """One-sided Welch p-value that ``arm`` has higher ESR than ``best`` (per-seed means); None if untestable."""
     if len(arm) < 2 or len(best) < 2:
         return None
-    result = scipy_stats.ttest_ind(np.log(arm), np.log(best), equal_var=False, alternative="greater")
-    return _finite(result.pvalue)
+    return float(_p_worse_matrix([arm], [best])[0, 0])
 
 
-def p_different(arm: Sequence[float], other: Sequence[float]) -> float | None:
-    """Two-sided Welch p-value that two arms differ (per-seed means, log scale); None if untestable."""
-    if len(arm) < 2 or len(other) < 2:
-        return None
-    return _finite(scipy_stats.ttest_ind(np.log(arm), np.log(other), equal_var=False).pvalue)
+def worse_than_best(seed_means: Mapping[str, Sequence[float]], best: str, alpha: float = 0.05) -> dict[str, Any]:
+    """Each arm with two or more seeds against arm ``best`` (per-seed means by arm), for arms other than best.
+
+    Per arm: ``p_value``, the raw one-sided Welch p-value that it is worse than the best;
+    ``p_adjusted`` = min(1, (m - 1) min_j p(arm worse than arm j)) over the m arms with two or
+    more seeds, valid although the best was chosen from the data; ``p_holm``, Holm over the m
+    arms (the best one included); ``significant`` = p_holm < alpha. Empty when ``best`` or every
+    other arm has fewer than two seeds.
+    """
+    names = [arm for arm, values in seed_means.items() if len(values) >= 2]
+    if best not in names or len(names) < 2:
+        return {}
+    p = _p_worse_matrix([seed_means[a] for a in names], [seed_means[a] for a in names])
+    np.fill_diagonal(p, 1.0)
+    adjusted = {arm: float(min(1.0, (len(names) - 1) * p[i].min())) for i, arm in enumerate(names)}
+    corrected = holm(adjusted)
+    reference = names.index(best)
+    return {
+        arm: {
+            "p_value": float(p[i, reference]),
+            "p_adjusted": adjusted[arm],
+            "p_holm": corrected[arm],
+            "significant": corrected[arm] < alpha,
+        }
+        for i, arm in enumerate(names)
+        if arm != best
+    }
+
+
+def stateful_against(
+    stateful: Sequence[float], windowed: Mapping[str, Sequence[float]], best: str, alpha: float = 0.05
+) -> dict[str, Any]:
+    """The stateful arm against the windowed arms (per-seed means), and its change from arm ``best``.
+
+    "Better" means lower ESR than every windowed arm with two or more seeds: an intersection-union
+    test, ``p_better`` the largest of the one-sided Welch p-values. "Worse" means worse than the
+    best windowed arm, which was picked for its low ESR: ``p_worse`` is Bonferroni over those k
+    arms. Each claim is made at alpha / 2, so ``p_value`` = min(1, 2 min(p_better, p_worse));
+    ``direction`` says which claim it is. ``p_value`` is None without two seeds on both sides.
+    """
+    others = [values for values in windowed.values() if len(values) >= 2]
+    result: dict[str, Any] = {
+        "against": best,
+        "p_value": None,
+        "p_better": None,
+        "p_worse": None,
+        "direction": None,
+        "significant": False,
+        "method": STATEFUL_METHOD,
+        "change": asdict(relative_change(windowed[best], stateful)),
+    }
+    if len(stateful) < 2 or not others:
+        return result
+    higher = _p_worse_matrix([stateful], others)[0]
+    p_better = float(np.max(_p_worse_matrix(others, [stateful])[:, 0]))
+    p_higher = float(min(1.0, len(others) * np.min(higher)))
+    p_value = min(1.0, 2.0 * min(p_better, p_higher))
+    result.update(
+        p_value=p_value,
+        p_better=p_better,
+        p_worse=p_higher,
+        direction="better" if p_better < p_higher else "worse",
+        significant=p_value < alpha,
+    )
+    return result
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
@@ -201,20 +301,14 @@ def analyse(
     windowed = [arm for arm in seeds_by_arm if arm != "stateful"]
     contexts = {arm: int(arm[1:]) for arm in windowed}
     intervals = {arm: mean_interval(list(s.values())) for arm, s in seeds_by_arm.items()}
-    testable = bool(seeds_by_arm) and all(len(s) >= 2 for s in seeds_by_arm.values())
-
-    best = min(windowed, key=lambda arm: intervals[arm].mean) if windowed else None
-    raw = {}
-    if best is not None:
-        for arm in windowed:
-            if arm != best:
-                p = p_worse(list(seeds_by_arm[arm].values()), list(seeds_by_arm[best].values()))
-                if p is not None:
-                    raw[arm] = p
-    adjusted = holm(raw)
-    significant = {arm: adjusted[arm] < alpha for arm in adjusted}
-    not_worse = [arm for arm in windowed if arm == best or (arm in significant and not significant[arm])]
-    smallest_not_worse = min(not_worse, key=contexts.__getitem__) if testable and not_worse else None
+    values = {arm: list(seeds.values()) for arm, seeds in seeds_by_arm.items()}
+    # The reference is the lowest arm that can be tested: a single lucky model cannot be one.
+    replicated = [arm for arm in windowed if len(values[arm]) >= 2]
+    best = min(replicated or windowed, key=lambda arm: intervals[arm].mean) if windowed else None
+    comparisons = worse_than_best({arm: values[arm] for arm in windowed}, best, alpha) if best is not None else {}
+    testable = bool(comparisons)
+    not_worse = [arm for arm in windowed if arm == best or (arm in comparisons and not comparisons[arm]["significant"])]
+    smallest_not_worse = min(not_worse, key=contexts.__getitem__) if testable else None
 
     arms_out = []
     for arm, seeds in seeds_by_arm.items():
@@ -222,9 +316,7 @@ def analyse(
         names = [f"{arm}-s{seed}" for seed in seeds]
         val = [float(units[n]["val_esr"]) for n in names if n in units and units[n].get("val_esr") is not None]
         val_mean = float(np.mean(val)) if val else None
-        comparison = None
-        if arm in raw:
-            comparison = {"p_value": raw[arm], "p_holm": adjusted[arm], "significant": significant[arm]}
+        comparison = comparisons.get(arm)
         arms_out.append(
             {
                 "arm": arm,
@@ -252,14 +344,7 @@ def analyse(
 
     stateful = None
     if "stateful" in seeds_by_arm and best is not None:
-        s_values, b_values = list(seeds_by_arm["stateful"].values()), list(seeds_by_arm[best].values())
-        p = p_different(s_values, b_values)
-        stateful = {
-            "against": best,
-            "p_value": p,
-            "significant": p is not None and p < alpha,
-            "change": asdict(relative_change(b_values, s_values)),
-        }
+        stateful = stateful_against(values["stateful"], {arm: values[arm] for arm in windowed}, best, alpha)
     improving = sorted(name for name, info in units.items() if info.get("still_improving"))
 
     result = {
@@ -286,8 +371,17 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
     sentences: list[str] = []
     arms = result["arms"]
     best = result["best"]
-    seeds = min((len(a["seeds"]) for a in arms), default=0)
-    if best is not None and not result["testable"]:
+    tested = [a for a in arms if a["comparison"] is not None or a["arm"] == best]
+    counts = sorted({len(a["seeds"]) for a in tested})
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    single = [a["arm"] for a in arms if a["kind"] == "windowed" and len(a["seeds"]) < 2]
+    if best is not None and not result["testable"] and len(single) < len([a for a in arms if a["kind"] == "windowed"]):
+        sentences.append(
+            f"Only {best} has more than one training seed, so no context can be tested against another: one model "
+            "per context cannot separate the effect of context from the spread between training seeds. Set "
+            "train.repeats to 3 or more to get an answer."
+        )
+    elif best is not None and not result["testable"]:
         sentences.append(
             "With one training seed per context, no interval or test is possible: one model per context cannot "
             "separate the effect of context from the spread between training seeds, which can be as large as that "
@@ -300,14 +394,17 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
     elif best is not None:
         compared = [a for a in arms if a["comparison"] is not None]
         worse = [a["arm"] for a in compared if a["comparison"]["significant"]]
-        how = f"one-sided Welch tests on log ESR over {seeds} seeds, Holm-corrected, alpha {result['alpha']}"
+        how = (
+            f"one-sided Welch tests on log ESR over {seeds} seeds, adjusted for choosing the best and "
+            f"Holm-corrected, alpha {result['alpha']}"
+        )
         if not worse:
             sentences.append(
                 f"No context is significantly worse than the best ({best}, {_interval_text(intervals[best])}) at "
                 f"{seeds} seeds: the differences between context sizes are within seed noise ({how})."
             )
         else:
-            fine = [a["arm"] for a in arms if a["kind"] == "windowed" and a["arm"] not in worse]
+            fine = [a["arm"] for a in tested if a["arm"] not in worse]
             sentences.append(
                 f"Significantly worse than the best ({best}, {_interval_text(intervals[best])}): "
                 f"{', '.join(worse)}; not significantly worse: {', '.join(fine)} ({how})."
@@ -315,6 +412,11 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
             smallest = result["smallest_not_worse"]
             if smallest is not None:
                 sentences.append(f"The smallest context not significantly worse than the best is {smallest}.")
+        if single:
+            sentences.append(
+                f"Not tested, one model only (a failed unit?): {', '.join(single)}; one model cannot separate the "
+                "effect of context from the spread between training seeds."
+            )
     change = result["change"]
     if change is not None:
         sentences.append(
@@ -322,6 +424,14 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
                 change["from"][1:], change["to"][1:], Interval(**{k: change[k] for k in Interval.__annotations__})
             )
         )
+        first = next(a for a in arms if a["arm"] == change["from"])
+        excludes_zero = change["low"] is not None and change["high"] is not None and change["low"] * change["high"] > 0
+        if excludes_zero and result["testable"] and not (first["comparison"] or {}).get("significant", False):
+            sentences.append(
+                "That pair, smallest against largest context, is fixed in advance, so its interval needs no "
+                "correction; the tests against the best correct for choosing among all the contexts and so need a "
+                "larger difference."
+            )
     fit = result["fit"]
     if "tau" in fit:
         where = f"n ≈ {fit['n90']:.0f} samples"
@@ -335,13 +445,13 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
     if stateful is not None:
         change_s = stateful["change"]
         relation = "lower" if change_s["mean"] < 0 else "higher"
-        test = (
-            f"two-sided Welch test on log ESR, p = {stateful['p_value']:.2g}" if stateful["p_value"] is not None else ""
-        )
+        test = f"{STATEFUL_METHOD}, p = {stateful['p_value']:.2g}" if stateful["p_value"] is not None else ""
         if stateful["p_value"] is None:
-            judged = "one model each: not tested"
+            judged = "not tested (one model on a side)"
+        elif stateful["significant"] and stateful["direction"] == "better":
+            judged = f"significantly better than every windowed context ({test})"
         elif stateful["significant"]:
-            judged = f"significantly {'better' if relation == 'lower' else 'worse'} ({test})"
+            judged = f"significantly worse than the best windowed context ({test})"
         else:
             judged = f"not significantly different ({test})"
         sentences.append(
@@ -350,8 +460,9 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
         )
     improving = result["still_improving"]
     if improving:
+        were = "was" if len(improving) == 1 else "were"
         sentences.append(
-            f"{len(improving)} of {result['units']} models were still improving at their last epoch (best epoch = last "
-            "epoch): they are undertrained; raise train.epochs before reading these numbers as the models' best."
+            f"{len(improving)} of {result['units']} models {were} still improving at their last epoch (best epoch = "
+            "last epoch): they are undertrained; raise train.epochs before reading these numbers as the models' best."
         )
     return sentences
