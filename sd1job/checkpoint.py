@@ -58,6 +58,27 @@ class EarlyStopping:
         return cls(patience, math.inf if best is None else float(best), int(state["best_epoch"]), int(state["wait"]))
 
 
+PLATEAU_EPOCHS = 3
+PLATEAU_GAIN = 0.01
+
+
+def still_improving(val_losses: list[float], stopped_early: bool) -> bool:
+    """Whether a run that ended was still improving: cut by the epoch cap while its validation loss fell.
+
+    A run stopped early has plateaued by definition. Otherwise it is still improving when its best
+    epoch lies in its last ``PLATEAU_EPOCHS`` epochs and beat everything before them by more than
+    ``PLATEAU_GAIN`` (1 %): a best last epoch that gains a hair over a flat stretch is a plateau,
+    not an undertrained model. Runs too short to tell count as still improving.
+    """
+    if stopped_early or not val_losses:
+        return False
+    if len(val_losses) <= PLATEAU_EPOCHS:
+        return True
+    before = min(val_losses[:-PLATEAU_EPOCHS])
+    recent = min(val_losses[-PLATEAU_EPOCHS:])
+    return recent < before * (1.0 - PLATEAU_GAIN)
+
+
 @dataclass
 class Checkpoint:
     """Everything needed to continue training exactly where an epoch ended."""

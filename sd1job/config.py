@@ -148,6 +148,9 @@ class TrainConfig(_Section):
 
     lstm_units: int = Field(64, gt=0)
     learning_rate: float = Field(0.001, gt=0.0)
+    lr_decay: float = Field(
+        1.0, gt=0.0, le=1.0, description="epoch k trains at learning_rate * lr_decay^(k-1) (1: constant, the seed's)"
+    )
     batch_size: int = Field(64, gt=0)
     epochs: int = Field(100, gt=0)
     patience: int = Field(15, gt=0)

@@ -15,6 +15,8 @@ everything a run writes is under ``runs/<run_id>/``::
     models/<unit>/eval/o_<riff>.wav the unit's output on each test riff (eval stage)
     models/<unit>/eval/scores.json  the unit's scores on every riff (written last: the unit is scored)
     exports/<unit>.nam              a stateful unit as a Neural Amp Modeler file (export)
+
+A player's capture keeps its aligned recordings under ``captures/<name>/`` (``CaptureLayout``).
     eval/...                        the report: results.csv|json, summary.csv, plots, report.html,
                                     and copies of what it links (audio/, exports/), so the folder
                                     stands alone
@@ -46,6 +48,38 @@ def riff_dry_key(test_dir: str, riff: str) -> str:
 def riff_wet_key(test_dir: str, riff: str) -> str:
     """Store key of a test riff's wet recording (``<test_dir>/Wet/w_<riff>.wav``)."""
     return join_key(test_dir, "Wet", f"w_{riff}.wav")
+
+
+@dataclass(frozen=True)
+class CaptureLayout:
+    """Keys of a player's capture (``python -m sd1job capture``), under ``captures/<name>/``."""
+
+    name: str
+
+    @property
+    def folder(self) -> str:
+        """``captures/<name>``."""
+        return join_key("captures", self.name)
+
+    @property
+    def train_dry(self) -> str:
+        """The aligned DI used for training."""
+        return join_key(self.folder, "train", "Dry", "d_train.wav")
+
+    @property
+    def train_wet(self) -> str:
+        """The aligned pedal output used for training."""
+        return join_key(self.folder, "train", "Wet", "w_train.wav")
+
+    @property
+    def test_dir(self) -> str:
+        """Holds the held-out riff (``Dry/d_holdout.wav``, ``Wet/w_holdout.wav``)."""
+        return join_key(self.folder, "test")
+
+    @property
+    def info(self) -> str:
+        """What the capture found: source files, rate, latency, the split."""
+        return join_key(self.folder, "capture.json")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ logarithm, never a division by zero or a NaN).
   by default, the convention of NAM and Automated-GuitarAmpModelling), which weighs the high
   frequencies a listener hears as fizz.
 - ``mse``, ``mae``: mean squared and mean absolute error.
-- ``stft_distance``: multi-resolution STFT distance as in auraloss / NAM: for each resolution,
-  spectral convergence ``||S - S_hat||_F / ||S||_F`` plus the mean absolute difference of log
-  magnitudes, averaged over the resolutions in ``STFT_RESOLUTIONS`` (auraloss' defaults).
+- ``stft_distance``: multi-resolution STFT distance, auraloss' ``MultiResolutionSTFTLoss`` with
+  its defaults (also NAM's): for each resolution, spectral convergence ``||S - S_hat||_F / ||S||_F``
+  plus the mean absolute difference of natural-log magnitudes, averaged over the resolutions in
+  ``STFT_RESOLUTIONS``. As there: frames centred on ``t * hop`` with reflect padding at the ends
+  (``torch.stft``'s ``center=True``), a periodic Hann window, and magnitudes floored at
+  ``MAGNITUDE_FLOOR`` (auraloss clamps the squared magnitude at 1e-8) in both terms.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 # which is 0 in float32, so a silent batch gave inf or NaN. 1e-10 is a normal float32 far below
 # the energy of any audible batch (64 samples at -100 dBFS sum to 6e-9).
 ESR_EPSILON = 1e-10
-# Floor on STFT magnitudes before the logarithm (auraloss clamps the squared magnitude at 1e-8).
+# Floor on STFT magnitudes in both terms of the STFT distance (auraloss clamps the squared magnitude at 1e-8).
 MAGNITUDE_FLOOR = 1e-4
 DEFAULT_PRE_EMPHASIS = 0.85
 # Frames transformed at once by stft_distance: bounds memory for signals of any length.
@@ -93,18 +96,22 @@ def mae(target: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def _magnitude_chunks(signal: np.ndarray, resolution: StftResolution) -> Iterator[np.ndarray]:
-    """STFT magnitudes, ``_FRAME_CHUNK`` frames at a time (frames centred: half a window of zeros each side)."""
-    half = resolution.window // 2
-    padded = np.concatenate([np.zeros(half), signal, np.zeros(resolution.window - half)])
+    """Floored STFT magnitudes, ``_FRAME_CHUNK`` frames at a time, framed like ``torch.stft(center=True)``.
+
+    torch pads ``fft_size // 2`` samples by reflection at each end and centres the window in each
+    ``fft_size`` frame; only the window's span matters, so pad just that and frame by the window.
+    """
+    front = resolution.fft_size // 2 - (resolution.fft_size - resolution.window) // 2
+    padded = np.pad(signal, (front, resolution.window - front), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, resolution.window)[:: resolution.hop]
     window = np.hanning(resolution.window + 1)[:-1]  # periodic Hann, like torch.hann_window
     for start in range(0, len(frames), _FRAME_CHUNK):
         chunk = frames[start : start + _FRAME_CHUNK] * window
-        yield np.abs(np.fft.rfft(chunk, n=resolution.fft_size, axis=1))
+        yield np.maximum(np.abs(np.fft.rfft(chunk, n=resolution.fft_size, axis=1)), MAGNITUDE_FLOOR)
 
 
 def stft_terms(target: np.ndarray, prediction: np.ndarray, resolution: StftResolution) -> tuple[float, float]:
-    """Spectral convergence and mean absolute log-magnitude difference at one resolution."""
+    """Spectral convergence and mean absolute log-magnitude difference at one resolution (floored magnitudes)."""
     y, y_hat = _pair(target, prediction)
     diff_energy = 0.0
     energy = 0.0
@@ -113,12 +120,10 @@ def stft_terms(target: np.ndarray, prediction: np.ndarray, resolution: StftResol
     for mag, mag_hat in zip(_magnitude_chunks(y, resolution), _magnitude_chunks(y_hat, resolution), strict=True):
         diff_energy += float(np.sum(np.square(mag - mag_hat)))
         energy += float(np.sum(np.square(mag)))
-        log_sum += float(
-            np.sum(np.abs(np.log(np.maximum(mag, MAGNITUDE_FLOOR)) - np.log(np.maximum(mag_hat, MAGNITUDE_FLOOR))))
-        )
+        log_sum += float(np.sum(np.abs(np.log(mag) - np.log(mag_hat))))
         count += mag.size
-    convergence = float(np.sqrt(diff_energy) / (np.sqrt(energy) + ESR_EPSILON))
-    return convergence, log_sum / count
+    # The floor keeps the energy positive, so silence needs no epsilon here.
+    return float(np.sqrt(diff_energy / energy)), log_sum / count
 
 
 def stft_distance(

@@ -462,7 +462,8 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
     if improving:
         were = "was" if len(improving) == 1 else "were"
         sentences.append(
-            f"{len(improving)} of {result['units']} models {were} still improving at their last epoch (best epoch = "
-            "last epoch): they are undertrained; raise train.epochs before reading these numbers as the models' best."
+            f"{len(improving)} of {result['units']} models {were} still improving when the epoch cap cut them "
+            "(validation ESR still falling by more than 1 % over the last 3 epochs): they are undertrained; raise "
+            "train.epochs before reading these numbers as the models' best."
         )
     return sentences

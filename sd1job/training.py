@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 OnEpoch = Callable[[int, dict[str, float], float, float], bool]
 
 
+def learning_rate_at(epoch: int, learning_rate: float, decay: float) -> float:
+    """The learning rate of 0-based epoch ``epoch``: ``learning_rate * decay**epoch`` (a pure function of the
+    epoch, so a resumed run follows the same schedule)."""
+    return learning_rate * decay**epoch
+
+
 def configure_runtime(threads: int, jit_compile: bool) -> dict[str, Any]:
     """Apply thread settings and CPU determinism; call before TensorFlow creates its first op.
 
@@ -134,15 +140,17 @@ def window_dataset(
 
 
 class _EpochHook(keras.callbacks.Callback):
-    """Times each epoch (training part and total) and hands the logs to ``on_epoch``."""
+    """Sets each epoch's learning rate, times the epoch (training part and total), hands the logs to ``on_epoch``."""
 
-    def __init__(self, on_epoch: OnEpoch) -> None:
+    def __init__(self, on_epoch: OnEpoch, schedule: Callable[[int], float]) -> None:
         super().__init__()
         self._on_epoch = on_epoch
+        self._schedule = schedule
         self._started = 0.0
         self._train_ended: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.optimizer.learning_rate.assign(self._schedule(epoch))
         self._started = time.perf_counter()
         self._train_ended = None
 
@@ -170,11 +178,13 @@ class WindowedFitter:
         *,
         units: int,
         learning_rate: float,
+        lr_decay: float,
         batch_size: int,
         seed: int,
         jit_compile: bool,
     ) -> None:
         self.model = build_model(context, units, learning_rate)
+        self.schedule = lambda epoch: learning_rate_at(epoch, learning_rate, lr_decay)
         self.model.jit_compile = jit_compile
         self.train_targets = len(split.train)
         self.val_targets = len(split.val)
@@ -196,7 +206,7 @@ class WindowedFitter:
             initial_epoch=start,
             steps_per_epoch=math.ceil(len(split.train) / batch_size),
             validation_data=window_dataset(dry, wet, split.val, context, batch_size),
-            callbacks=[_EpochHook(on_epoch)],
+            callbacks=[_EpochHook(on_epoch, self.schedule)],
             shuffle=False,  # the dataset shuffles, per epoch, statelessly
             verbose=1 if progress_bar else 0,
         )
@@ -224,11 +234,13 @@ class StatefulFitter:
         *,
         units: int,
         learning_rate: float,
+        lr_decay: float,
         seed: int,
         jit_compile: bool,
     ) -> None:
         self.model = build_stateful_model(units)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.schedule = lambda epoch: learning_rate_at(epoch, learning_rate, lr_decay)
         self.settings = settings
         self.units = units
         self.seed = seed
@@ -327,6 +339,7 @@ class StatefulFitter:
     def fit(self, start: int, epochs: int, on_epoch: OnEpoch, progress_bar: bool = False) -> None:
         """Run epochs ``start+1 .. epochs``; stop early when ``on_epoch`` says so."""
         for epoch in range(start, epochs):
+            self.optimizer.learning_rate.assign(self.schedule(epoch))
             started = time.perf_counter()
             logs = self._train_epoch(epoch)
             train_seconds = time.perf_counter() - started

@@ -431,7 +431,7 @@ STATEFUL = Unit("stateful", None, 7)
 
 
 def stateful_mapping(root: Path, **train: Any) -> dict[str, Any]:
-    mapping = make_config(root, learning_rate=0.01, epochs=6, patience=3, **train)
+    mapping = make_config(root, learning_rate=0.01, lr_decay=0.9, epochs=6, patience=3, **train)
     mapping["recordings"] = {"sample_rate": 8000}
     mapping["model"] = {
         "kind": "stateful",
@@ -504,3 +504,19 @@ def test_stateful_training_is_deterministic_and_resumes_from_its_checkpoint(
         strict=True,
     ):
         assert np.array_equal(got, want)
+
+
+def test_still_improving_means_cut_while_falling_not_a_best_last_epoch_on_a_plateau() -> None:
+    from sd1job.checkpoint import still_improving
+
+    assert still_improving([0.5, 0.4, 0.3, 0.2, 0.1], stopped_early=False)
+    assert not still_improving([0.5, 0.2, 0.2, 0.2, 0.1999], stopped_early=False)  # 0.05 % in 3 epochs: a plateau
+    assert not still_improving([0.5, 0.4, 0.3, 0.2, 0.1], stopped_early=True)
+    assert still_improving([0.5, 0.4], stopped_early=False)  # too short to tell
+
+
+def test_learning_rate_schedule_is_a_function_of_the_epoch() -> None:
+    from sd1job.training import learning_rate_at
+
+    assert [learning_rate_at(k, 0.01, 0.5) for k in range(3)] == [0.01, 0.005, 0.0025]
+    assert learning_rate_at(7, 0.001, 1.0) == 0.001

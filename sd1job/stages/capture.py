@@ -19,9 +19,9 @@ from pathlib import Path
 from sd1job.audio import AudioError, check_pair, decode_wav, encode_wav
 from sd1job.config import Config, config_from_mapping
 from sd1job.errors import UserError
-from sd1job.layout import riff_dry_key, riff_wet_key
+from sd1job.layout import CaptureLayout, riff_dry_key, riff_wet_key
 from sd1job.stages.sweep import run_sweep
-from sd1job.store import join_key, open_store
+from sd1job.store import open_store
 
 log = logging.getLogger(__name__)
 HOLDOUT_RIFF = "holdout"
@@ -67,15 +67,12 @@ def _read_local(path: Path, option: str) -> bytes:
 def capture_config(profile: Config, name: str, sample_rate: int) -> Config:
     """The profile with its recordings pointed at the capture's files and its run named after the capture."""
     data = profile.model_dump(mode="json")
-    folder = join_key("captures", name)
+    keys = CaptureLayout(name)
     data["run_id"] = name
     data["recordings"] = {
         **data["recordings"],
-        "train": {
-            "dry": join_key(folder, "train", "Dry", "d_train.wav"),
-            "wet": join_key(folder, "train", "Wet", "w_train.wav"),
-        },
-        "test_dir": join_key(folder, "test"),
+        "train": {"dry": keys.train_dry, "wet": keys.train_wet},
+        "test_dir": keys.test_dir,
         "riffs": [HOLDOUT_RIFF],
         "sample_rate": sample_rate,
         "compensate_latency": False,  # the files written are aligned already
@@ -129,6 +126,19 @@ def run(args: argparse.Namespace, config: Config) -> int:
     }
     for key, samples in parts.items():
         store.write_bytes(key, encode_wav(samples, dry.sample_rate, subtype="FLOAT"))
+    store.write_json(
+        CaptureLayout(name).info,
+        {
+            "name": name,
+            "dry": str(dry_path),
+            "wet": str(wet_path),
+            "sample_rate": dry.sample_rate,
+            "test_fraction": args.test_fraction,
+            "train_samples": cut,
+            "test_samples": len(pair.dry) - cut,
+            **{k: pair.report[k] for k in ("latency_samples", "latency_confidence", "warnings")},
+        },
+    )
     log.info(
         "capture %s: %.1f s at %d Hz, latency %d samples compensated; %.1f s for training, %.1f s held out as %r",
         name,

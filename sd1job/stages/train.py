@@ -29,7 +29,14 @@ import numpy as np
 import tensorflow as tf
 
 from sd1job import __version__, dataset
-from sd1job.checkpoint import CHECKPOINT_VERSION, Checkpoint, EarlyStopping, decode_checkpoint, encode_checkpoint
+from sd1job.checkpoint import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    EarlyStopping,
+    decode_checkpoint,
+    encode_checkpoint,
+    still_improving,
+)
 from sd1job.config import Config, StatefulConfig, TrainConfig
 from sd1job.errors import UserError
 from sd1job.hashing import digest_arrays, fingerprint
@@ -169,6 +176,7 @@ class UnitRun:
             "seconds": round(seconds, 4),
             "train_seconds": round(train_seconds, 4),
             "windows_per_second": round(self.fitter.train_targets / max(train_seconds, 1e-9), 1),
+            "learning_rate": self.fitter.schedule(epoch - 1),
         }
         if not (math.isfinite(entry["loss"]) and math.isfinite(entry["val_loss"])):
             raise TrainError(
@@ -198,7 +206,6 @@ class UnitRun:
     def final_history(self, settings: dict[str, Any]) -> dict[str, Any]:
         """history.json: per-epoch entries and the run's totals."""
         total = sum(e["seconds"] for e in self.history)
-        best_is_last = self.early.best_epoch == self.epochs_done
         return {
             "unit": self.unit.name,
             "kind": self.unit.kind,
@@ -216,7 +223,7 @@ class UnitRun:
             "total_seconds": round(total, 4),
             "seconds_per_epoch": round(total / max(self.epochs_done, 1), 4),
             "stop_reason": STOP_EARLY if self.early.should_stop else STOP_MAX_EPOCHS,
-            "still_improving": bool(best_is_last and not self.early.should_stop),
+            "still_improving": still_improving([e["val_loss"] for e in self.history], self.early.should_stop),
             "resumed_at_epochs": self.resumed_at,
             "fingerprint": self.fingerprint,
             "train_settings": settings,
@@ -333,7 +340,12 @@ def build_fitter(
 ) -> tuple[WindowedFitter | StatefulFitter, str]:
     """The unit's fitter on the data stage's outputs, and a digest of the data it trains on."""
     dry, wet = dataset.load_training_audio(store, layout)
-    common = {"units": train.lstm_units, "learning_rate": train.learning_rate, "jit_compile": train.jit_compile}
+    common = {
+        "units": train.lstm_units,
+        "learning_rate": train.learning_rate,
+        "lr_decay": train.lr_decay,
+        "jit_compile": train.jit_compile,
+    }
     if unit.kind == "stateful":
         segments = dataset.stateful_segments(
             len(dry),
