@@ -29,7 +29,18 @@ def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import os
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "processor": platform.processor()}
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "processor": model, "vector": vector}
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:

@@ -520,3 +520,13 @@ def test_learning_rate_schedule_is_a_function_of_the_epoch() -> None:
 
     assert [learning_rate_at(k, 0.01, 0.5) for k in range(3)] == [0.01, 0.005, 0.0025]
     assert learning_rate_at(7, 0.001, 1.0) == 0.001
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_training_after_the_epoch_that_uses_it(tmp_path: Path) -> None:
+    from sd1job.stages.train import train_unit
+
+    config, store = prepare(make_config(tmp_path / "store", epochs=5, patience=5, max_train_seconds=0.001))
+    history = train_unit(config, store, UNIT)
+    assert history["epochs_run"] == 1 and history["stop_reason"] == "time_budget"
+    assert history["still_improving"] is True  # cut by the budget after one epoch: nothing says it plateaued

@@ -54,9 +54,10 @@ log = logging.getLogger(__name__)
 
 STOP_EARLY = "early_stopping"
 STOP_MAX_EPOCHS = "max_epochs"
+STOP_TIME_BUDGET = "time_budget"
 # Settings that change how fast training runs or how long, not what an epoch computes: a
 # checkpoint made with other values is still resumed (epochs and patience only extend or cut).
-_SPEED_AND_LENGTH = {"epochs", "patience", "jit_compile", "threads", "repeats"}
+_SPEED_AND_LENGTH = {"epochs", "patience", "max_train_seconds", "jit_compile", "threads", "repeats"}
 
 
 class TrainError(UserError, RuntimeError):
@@ -123,6 +124,7 @@ class UnitRun:
     fingerprint: str
     patience: int
     epochs_planned: int
+    time_budget: float | None
     metrics: TrainingMetrics
     store: Store
     checkpoint_key: str
@@ -137,6 +139,19 @@ class UnitRun:
     def epochs_done(self) -> int:
         """Epochs finished so far (including those before a resume)."""
         return len(self.history)
+
+    @property
+    def out_of_time(self) -> bool:
+        """Whether the training time so far (every epoch, resumes included) has used the budget."""
+        spent = sum(entry["train_seconds"] for entry in self.history)
+        return self.time_budget is not None and spent >= self.time_budget
+
+    @property
+    def stop_reason(self) -> str:
+        """Why training ended (or would end now)."""
+        if self.early.should_stop:
+            return STOP_EARLY
+        return STOP_TIME_BUDGET if self.out_of_time else STOP_MAX_EPOCHS
 
     def resume(self, checkpoint: Checkpoint) -> None:
         """Continue from a checkpoint: weights, Adam state, early stopping, history; replay the metrics."""
@@ -201,7 +216,7 @@ class UnitRun:
             self.early.best_epoch,
         )
         self.metrics.push()
-        return self.early.should_stop
+        return self.early.should_stop or self.out_of_time
 
     def final_history(self, settings: dict[str, Any]) -> dict[str, Any]:
         """history.json: per-epoch entries and the run's totals."""
@@ -222,7 +237,7 @@ class UnitRun:
             "epochs_planned": self.epochs_planned,
             "total_seconds": round(total, 4),
             "seconds_per_epoch": round(total / max(self.epochs_done, 1), 4),
-            "stop_reason": STOP_EARLY if self.early.should_stop else STOP_MAX_EPOCHS,
+            "stop_reason": self.stop_reason,
             "still_improving": still_improving([e["val_loss"] for e in self.history], self.early.should_stop),
             "resumed_at_epochs": self.resumed_at,
             "fingerprint": self.fingerprint,
@@ -256,7 +271,15 @@ def train_unit(
         {"unit": unit.name, "train": settings, "data": data_digest, "checkpoint_version": CHECKPOINT_VERSION}
     )
     state = UnitRun(
-        unit, fitter, unit_fingerprint, train.patience, train.epochs, metrics, store, layout.checkpoint(unit)
+        unit,
+        fitter,
+        unit_fingerprint,
+        train.patience,
+        train.epochs,
+        train.max_train_seconds,
+        metrics,
+        store,
+        layout.checkpoint(unit),
     )
     metrics.start(train.epochs)
     checkpoint = load_checkpoint(store, layout.checkpoint(unit), unit_fingerprint)
@@ -281,7 +304,7 @@ def train_unit(
         "on" if train.jit_compile else "off",
     )
 
-    if state.epochs_done < train.epochs and not state.early.should_stop:
+    if state.epochs_done < train.epochs and state.stop_reason == STOP_MAX_EPOCHS:
         fitter.fit(state.epochs_done, train.epochs, state.on_epoch, progress_bar)
     if state.best_weights:
         fitter.model.set_weights(state.best_weights)
