@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from sd1job.errors import UserError
@@ -293,8 +293,3 @@ def open_store(location: str) -> Store:
     elif "://" in location:
         raise StoreError(f"store {location!r}: unknown scheme; use a directory or s3://bucket/prefix")
     return LocalStore(location)
-
-
-def key_name(key: str) -> str:
-    """The last segment of a key."""
-    return PurePosixPath(key).name

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sd1job.config import Config
-from sd1job.errors import UserError
-from sd1job.export import NamMetadata, build_nam, encode_nam, require_exportable
+from sd1job.export import ExportError, NamMetadata, build_nam, encode_nam, require_exportable
 from sd1job.layout import RunLayout
 from sd1job.stages.options import add_unit_options, chosen_units
 from sd1job.store import MissingObjectError, Store, open_store
@@ -25,10 +24,6 @@ from sd1job.units import Unit
 
 log = logging.getLogger(__name__)
 FORMATS = ("nam",)
-
-
-class ExportCommandError(UserError, RuntimeError):
-    """The unit cannot be exported: not trained, or the output path is unusable."""
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +45,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     else:
         units = [u for u in units if u.kind == "stateful" and store.exists(layout.history(u))]
         if not units:
-            raise ExportCommandError("no trained stateful unit to export (set model.kind to include stateful)")
+            raise ExportError("no trained stateful unit to export (set model.kind to include stateful)")
     if args.output and len(units) != 1:
-        raise ExportCommandError(f"--output {args.output}: names one file but {len(units)} units were chosen")
+        raise ExportError(f"--output {args.output}: names one file but {len(units)} units were chosen")
     for unit in units:
         data = export_unit(store, layout, unit, config.recordings.sample_rate, config.run_id)
         if args.output:
@@ -69,7 +64,7 @@ def export_unit(store: Store, layout: RunLayout, unit: Unit, sample_rate: int, r
         model_data = store.read_bytes(layout.model(unit))
         history = store.read_json(layout.history(unit))
     except MissingObjectError:
-        raise ExportCommandError(
+        raise ExportError(
             f"{unit.name}: not trained (no {store.url(layout.history(unit))}); run the train stage first"
         ) from None
     weights = load_weights(model_data, store.url(layout.model(unit)), None)
@@ -94,4 +89,4 @@ def _write_local(path: Path, data: bytes) -> None:
         temporary.write_bytes(data)
         temporary.replace(path)
     except OSError as error:
-        raise ExportCommandError(f"--output {path}: cannot write ({error.strerror})") from None
+        raise ExportError(f"--output {path}: cannot write ({error.strerror})") from None
