@@ -19,7 +19,8 @@ help:
 	@echo "make local-run  generate demo data and run the whole sweep on this machine"
 	@echo "make bench      run the benchmarks under bench/"
 	@echo "make local-run-s3  the same sweep through real S3, Pushgateway and Prometheus on loopback"
-	@echo "make image      build the GPU image (needs a Docker engine); make lint-docker checks it statically"
+	@echo "make image      build the GPU image (docker, podman or buildah; VARIANT=cpu for the CPU one); make lint-docker checks it statically"
+	@echo "make image-test build the CPU image and run the Argo stages in containers against real S3 and Prometheus"
 	@echo "make sweep-template / make sweep   install the Argo template / submit a sweep to the cluster"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -32,11 +33,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
-# Re-resolve requirements/requirements.in into the lock (run by hand when dependencies change).
+# Re-resolve requirements/requirements.in into the locks (run by hand when dependencies change):
+# its [runtime] section into requirements/runtime.lock (what the image installs), then the [dev]
+# section on top of those pins; requirements.lock is the full set, requirements/dev.lock the rest.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -r requirements/requirements.in
+	awk '/^# \[dev\]/ {exit} 1' requirements/requirements.in > .venv-lock/runtime.in
+	awk 'dev; /^# \[dev\]/ {dev = 1}' requirements/requirements.in > .venv-lock/dev.in
+	.venv-lock/bin/pip install --quiet -r .venv-lock/runtime.in
+	.venv-lock/bin/pip freeze --exclude-editable > requirements/runtime.lock
+	.venv-lock/bin/pip install --quiet -r .venv-lock/dev.in -c requirements/runtime.lock
 	.venv-lock/bin/pip freeze --exclude-editable > requirements.lock
+	grep -v -x -F -f requirements/runtime.lock requirements.lock > requirements/dev.lock
 	rm -rf .venv-lock
 
 lint: $(STAMP)
@@ -54,7 +62,7 @@ system-deps: $(SYSTEM_STAMP)
 
 test: $(STAMP) $(SYSTEM_STAMP)
 	$(VENV)/bin/ruff check sd1job tests bench scripts
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py $(BENCH)
@@ -77,20 +85,53 @@ local-run-s3: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) scripts/local_cloud.py --config $(CONFIG)
 
 # --- cluster: image, static Dockerfile checks, Argo sweep -------------------------------------
+# make image               the GPU image (TensorFlow's GPU base) as IMAGE
+# make image VARIANT=cpu   the CPU image on a local Debian bookworm + Python 3.11 base (CPU_BASE,
+#                          made with debootstrap when missing), tensorflow_cpu from the lock
+# make image-push          build, then push IMAGE to the registry its name starts with
+# Any engine: docker (when its engine answers), else podman, else buildah.
+VARIANT ?= gpu
+ifeq ($(VARIANT),cpu)
+IMAGE ?= localhost:5000/sd1job:0.1.0-cpu
+else
 IMAGE ?= localhost:5000/sd1job:0.1.0
+endif
+CPU_BASE ?= localhost/sd1job-base:bookworm-py3.11
+# The CPU image `make image-test` builds and runs.
+TEST_IMAGE ?= localhost/sd1job:test-cpu
+# podman/buildah settings for this machine (runc, cgroupfs, ulimits), written under .venv, not /etc.
+# Set CONTAINERS_CONF to use another file.
+CONTAINERS_CONF_FILE := $(VENV)/containers.conf
+export CONTAINERS_CONF ?= $(CURDIR)/$(CONTAINERS_CONF_FILE)
+export CPU_BASE
 NAMESPACE ?= sd1job
 RUN_ID ?= context-experiments
 SWEEP_ARGS ?=
+CONTAINER_STAMP := $(VENV)/.container-tools
 
-.PHONY: image image-push lint-docker sweep-template sweep
+.PHONY: image image-push image-test container-tools lint-docker sweep-template sweep
 
-# Build the GPU image (needs a Docker engine; `make lint-docker` checks the Dockerfile without one).
-image:
-	@docker info >/dev/null 2>&1 || { echo "error: make image needs a running Docker engine; make lint-docker checks the Dockerfile without one"; exit 1; }
-	docker build -t $(IMAGE) .
+$(CONTAINERS_CONF_FILE): scripts/container/containers-conf.sh
+	bash scripts/container/containers-conf.sh $(CONTAINERS_CONF_FILE)
+
+image: $(CONTAINERS_CONF_FILE)
+	bash scripts/container/image.sh build $(VARIANT) $(IMAGE)
 
 image-push: image
-	docker push $(IMAGE)
+	bash scripts/container/image.sh push $(IMAGE)
+
+# podman, buildah, runc and debootstrap from Debian (apt-get as root or sudo).
+$(CONTAINER_STAMP): scripts/install-system-deps.sh | $(STAMP)
+	bash scripts/install-system-deps.sh containers
+	touch $(CONTAINER_STAMP)
+
+container-tools: $(CONTAINER_STAMP)
+
+# Build the CPU base and image (both reused when unchanged), then run the stages in containers as
+# the Argo pods run them, against real S3, Pushgateway and Prometheus on loopback (tests/container).
+image-test: $(STAMP) $(SYSTEM_STAMP) $(CONTAINER_STAMP) $(CONTAINERS_CONF_FILE)
+	bash scripts/container/image.sh build cpu $(TEST_IMAGE)
+	CONTAINER_TEST_IMAGE=$(TEST_IMAGE) $(PY) -m pytest -m container tests/container $(PYTEST_ARGS)
 
 # hadolint, base image pinned to the locked TensorFlow, lock file, entry point, non-root user.
 lint-docker: $(STAMP)
@@ -112,3 +153,26 @@ sweep: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- check-nam: an exported .nam run by neural-amp-modeler's own loader, in its own virtualenv ------
+# The project venv writes a stateful model with seeded random weights as $(CHECK_NAM_DIR)/model.nam,
+# a riff and sd1job's streaming output; .venv-nam (PyTorch 2.13.0, the CPU wheel on this machine,
+# and neural-amp-modeler, all pinned in requirements/check-nam.txt) loads the file with
+# nam.models.init_from_nam, runs it on the riff and fails unless ESR(NAM, sd1job) <= 1e-4 and no
+# sample differs by more than 1e-3.
+NAM_VENV := .venv-nam
+NAM_STAMP := $(NAM_VENV)/.installed
+CHECK_NAM_DIR := artifacts/check-nam
+
+.PHONY: check-nam
+
+$(NAM_STAMP): requirements/check-nam.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	test -x $(NAM_VENV)/bin/python || $(PYTHON) -m venv $(NAM_VENV)
+	$(NAM_VENV)/bin/python -m pip install --quiet -r requirements/check-nam.txt
+	$(NAM_VENV)/bin/python -c 'import torch; v = torch.__version__; assert v.split("+")[0] == "2.13.0", v'
+	touch $(NAM_STAMP)
+
+check-nam: $(STAMP) $(NAM_STAMP)
+	$(PY) scripts/check_nam.py export --out $(CHECK_NAM_DIR)
+	$(NAM_VENV)/bin/python scripts/check_nam.py compare --dir $(CHECK_NAM_DIR)

