@@ -75,8 +75,11 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def _setup_logging(quiet: bool) -> None:
-    level = logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Libraries (botocore, absl, matplotlib) speak only at WARNING and above; sd1job's own progress at INFO.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("sd1job").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def _import_tensorflow_quietly() -> None:

@@ -153,7 +153,10 @@ def stateful_segments(length: int, segment: int, val_fraction: float, warmup: in
         )
     count = cut // segment
     if count < 1:
-        raise DatasetError(f"the training stretch ({cut} samples) is shorter than one segment ({segment} samples)")
+        raise DatasetError(
+            f"model.stateful.segment_seconds: one segment ({segment} samples) is longer than the training stretch "
+            f"of the recording ({cut} samples before the held-out {val_fraction:.0%})"
+        )
     if length - cut <= warmup:
         raise DatasetError(
             f"the validation stretch ({length - cut} samples) is not longer than warmup_samples ({warmup})"

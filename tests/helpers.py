@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +53,14 @@ def write_toy_recordings(store: Store, config: Config, seconds: float = 3.0, rif
     write_pair(store, config.recordings.train.dry, config.recordings.train.wet, dry, toy_pedal(dry), rate)
     for index, riff in enumerate(config.recordings.riffs):
         riff_dry = toy_dry(riff_seconds, rate, seed=100 + index)
-        write_pair(store, riff_dry_key(config.recordings.test_dir, riff), riff_wet_key(config.recordings.test_dir, riff), riff_dry, toy_pedal(riff_dry), rate)
+        write_pair(
+            store,
+            riff_dry_key(config.recordings.test_dir, riff),
+            riff_wet_key(config.recordings.test_dir, riff),
+            riff_dry,
+            toy_pedal(riff_dry),
+            rate,
+        )
 
 
 def small_config(store: str, **overrides: object) -> Config:
@@ -100,6 +109,31 @@ def run_job(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
     return subprocess.run(
         [sys.executable, "-m", "sd1job", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def user_env(extra: dict[str, str]) -> dict[str, str]:
+    """``job_env`` as a user's terminal has it: without the TF_CPP_MIN_LOG_LEVEL the test session sets.
+
+    For runs whose standard error is checked line by line: TensorFlow's own start-up lines must
+    be kept off it by sd1job, not by the test's environment.
+    """
+    env = job_env(extra)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def start_job(args: list[str], env: dict[str, str], **popen: Any) -> subprocess.Popen:
+    """Start `python -m sd1job ARGS` with ``env`` and return the process (for tests that kill it)."""
+    return subprocess.Popen([sys.executable, "-m", "sd1job", *args], cwd=REPO, env=env, **popen)
+
+
+# A line sd1job writes to standard error: a log record (cli._setup_logging's format) or the one-line error.
+_OWN_STDERR_LINE = re.compile(r"^(\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) sd1job[.\w]*: |error: )")
+
+
+def foreign_stderr_lines(stderr: str) -> list[str]:
+    """The lines of a run's standard error that sd1job did not write (TensorFlow's start-up notices, say)."""
+    return [line for line in stderr.splitlines() if not _OWN_STDERR_LINE.match(line)]
 
 
 def prepare_run(config: Config, config_file: Path, env: dict[str, str], seconds: float = 2.0) -> Path:

@@ -1,24 +1,25 @@
 """The Grafana dashboard: provisioned datasource, every exported metric charted, and every PromQL
-query returning the right data from a real Prometheus scraping a real Pushgateway."""
+query returning the right data from a real Prometheus scraping a real Pushgateway, fed by the real
+exporter (``sd1job.telemetry``) and by a real training run."""
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, pushadd_to_gateway
 
+from sd1job import telemetry
+from sd1job.units import Unit
 from tests import services
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO_ROOT / "k8s" / "grafana" / "sd1job-dashboard.json"
 DATASOURCES = REPO_ROOT / "k8s" / "grafana" / "datasources.yaml"
-LABELS = ("run", "context")
 PLANNED_EPOCHS = 5
 
 
@@ -77,8 +78,6 @@ def test_layout_is_well_formed() -> None:
 
 
 def test_every_metric_the_application_exports_is_charted() -> None:
-    from sd1job import telemetry
-
     charted = " ".join(queries(load_dashboard()).values())
     names = {family.name for family in telemetry.REGISTRY.collect()}
     assert len(names) >= 11
@@ -89,61 +88,47 @@ def test_every_metric_the_application_exports_is_charted() -> None:
 def test_the_charts_a_user_watches_are_there() -> None:
     titles = {p["title"] for p in panels(load_dashboard())}
     for wanted in (
-        "Epochs done per context",
-        "Epoch duration per context",
-        "Training windows per second per context",
-        "Training ESR per context",
-        "Validation ESR per context",
-        "Best validation ESR per context",
+        "Epochs done per unit",
+        "Epoch duration per unit",
+        "Training windows per second per unit",
+        "Training ESR per unit",
+        "Validation ESR per unit",
+        "Best validation ESR per unit",
+        "Best validation ESR per arm across seeds (best, mean, worst seed)",
         "Sweeps finished by status (all runs)",
     ):
         assert wanted in titles
 
 
-# --- live: real Pushgateway and Prometheus ------------------------------------------------------
+def test_every_per_unit_panel_has_one_series_per_unit() -> None:
+    for panel in panels(load_dashboard()):
+        for target in panel["targets"]:
+            if "by (unit)" in target["expr"]:
+                assert target["legendFormat"].startswith("{{unit}}"), panel["title"]
+            assert "by (context)" not in target["expr"], f"{panel['title']}: seeds of one context would be merged"
 
 
-def push_training(gateway: str, run: str, context: int, durations: list[float], windows: int, finished: bool) -> None:
-    """Push one context's training metrics as metrics.md specifies (cumulative, as a resumed run does)."""
-    registry = CollectorRegistry()
-    labels = {"run": run, "context": str(context)}
-    histogram = Histogram(
-        "sd1job_epoch_duration_seconds",
-        "Epoch duration.",
-        LABELS,
-        registry=registry,
-        buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800),
-    )
-    for duration in durations:
-        histogram.labels(**labels).observe(duration)
-    Counter("sd1job_windows_processed", "Training windows seen.", LABELS, registry=registry).labels(**labels).inc(
-        windows * len(durations)
-    )
-    gauges = {
-        "sd1job_epochs_completed": len(durations),
-        "sd1job_epochs_planned": PLANNED_EPOCHS,
-        "sd1job_windows_per_second": windows / durations[-1],
-        "sd1job_train_esr": 0.5 / len(durations),
-        "sd1job_val_esr": 0.6 / len(durations),
-        "sd1job_best_val_esr": 0.6 / len(durations),
+# --- live: the real exporter, a real Pushgateway and Prometheus ---------------------------------
+
+# What each unit of the pushed run did: per epoch (seconds, validation ESR), training targets per
+# epoch, and whether it finished. Two seeds of c44 finished; c88 and the stateful unit are training.
+UNITS: dict[Unit, tuple[list[tuple[float, float]], int, bool]] = {
+    Unit("windowed", 44, 25): ([(2.0, 0.5), (4.0, 0.3)], 1000, True),
+    Unit("windowed", 44, 26): ([(3.0, 0.6), (5.0, 0.5)], 1000, True),
+    Unit("windowed", 88, 25): ([(6.0, 0.4), (8.0, 0.2)], 1500, False),
+    Unit("stateful", None, 25): ([(1.0, 0.3), (3.0, 0.1)], 3000, False),
+}
+
+
+def history_entry(epoch: int, seconds: float, val_esr: float, targets: int) -> dict[str, float]:
+    """An epoch as the train stage records it in history.json (training ESR = validation ESR + 0.1)."""
+    return {
+        "epoch": epoch,
+        "seconds": seconds,
+        "loss": val_esr + 0.1,
+        "val_loss": val_esr,
+        "windows_per_second": targets / seconds,
     }
-    if finished:
-        gauges["sd1job_train_completed_timestamp_seconds"] = time.time()
-    for name, value in gauges.items():
-        Gauge(name, name, LABELS, registry=registry).labels(**labels).set(value)
-    pushadd_to_gateway(gateway, job="sd1job", grouping_key=labels, registry=registry)
-
-
-def push_status(gateway: str, run: str, status: str) -> None:
-    """Push a sweep's final status as the Argo onExit step does."""
-    registry = CollectorRegistry()
-    Gauge("sd1job_sweep_status", "Final status.", ("run", "status"), registry=registry).labels(
-        run=run, status=status
-    ).set(1)
-    Gauge("sd1job_sweep_finished_timestamp_seconds", "End time.", ("run",), registry=registry).labels(run=run).set(
-        time.time()
-    )
-    pushadd_to_gateway(gateway, job="sd1job-sweep", grouping_key={"run": run}, registry=registry)
 
 
 def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
@@ -157,21 +142,27 @@ def wait_until(prometheus: str, query: str, predicate, timeout: float = 30.0) ->
 
 @pytest.fixture(scope="module")
 def pushed_run(pushgateway: services.Service, prometheus: services.Service) -> str:
-    """Two epochs of two contexts (44 finished, 88 still training) and two finished sweeps, scraped."""
+    """Two epochs of four units pushed by the real exporter (c44-s25 and c44-s26 finished), two finished sweeps."""
     run = f"dash-{uuid.uuid4().hex[:8]}"
-    gateway = pushgateway.url.removeprefix("http://")
+    exporters = {unit: telemetry.TrainingMetrics(run, unit, pushgateway.url) for unit in UNITS}
     epochs = f'sd1job_epochs_completed{{run="{run}"}}'
-    # Epoch 1 of each context, and wait until Prometheus has scraped it, so that the epoch-2 push
-    # below is a later sample (the "last 30 min" query needs an increase between two samples).
-    push_training(gateway, run, 44, [2.0], windows=1000, finished=False)
-    push_training(gateway, run, 88, [3.0], windows=1500, finished=False)
-    assert len(wait_until(prometheus.url, f"{epochs} == 1", lambda r: len(r) == 2)) == 2
-    push_training(gateway, run, 44, [2.0, 4.0], windows=1000, finished=True)
-    push_training(gateway, run, 88, [3.0, 5.0], windows=1500, finished=False)
-    push_status(gateway, f"{run}-ok", "Succeeded")
-    push_status(gateway, f"{run}-bad", "Failed")
-    assert len(wait_until(prometheus.url, f"{epochs} == 2", lambda r: len(r) == 2)) == 2
-    wait_until(prometheus.url, f'sd1job_sweep_status{{run=~"{run}-.*"}}', lambda r: len(r) == 2)
+    for epoch in (1, 2):
+        for unit, (history, targets, finished) in UNITS.items():
+            metrics = exporters[unit]
+            if epoch == 1:
+                metrics.start(PLANNED_EPOCHS)
+            seconds, val_esr = history[epoch - 1]
+            best = min(v for _, v in history[:epoch])
+            metrics.record_epoch(history_entry(epoch, seconds, val_esr, targets), targets, best)
+            if epoch == 2 and finished:
+                metrics.completed()
+            assert metrics.push()
+        # Wait for the scrape of this epoch, so that epoch 2 is a later sample than epoch 1 (the
+        # "last 30 min" query needs an increase between two samples).
+        assert len(wait_until(prometheus.url, f"{epochs} == {epoch}", lambda r: len(r) == len(UNITS))) == len(UNITS)
+    telemetry.push_sweep_status(pushgateway.url, f"{run}-ok", "Succeeded")
+    telemetry.push_sweep_status(pushgateway.url, f"{run}-bad", "Failed")
+    assert len(wait_until(prometheus.url, f'sd1job_sweep_status{{run=~"{run}-.*"}}', lambda r: len(r) == 2)) == 2
     return run
 
 
@@ -187,36 +178,52 @@ def test_every_dashboard_query_returns_data(prometheus: services.Service, pushed
 
 @pytest.mark.slow
 def test_the_queries_compute_what_their_panels_claim(prometheus: services.Service, pushed_run: str) -> None:
-    exprs = {title.split("#")[0]: with_run(expr, pushed_run) for title, expr in queries(load_dashboard()).items()}
+    dashboard = load_dashboard()
+    exprs = {title.split("#")[0]: with_run(expr, pushed_run) for title, expr in queries(dashboard).items()}
+    names = {unit.name: unit for unit in UNITS}
 
-    def query(title: str) -> list[dict[str, Any]]:
-        return services.prometheus_query(prometheus.url, exprs[title])
+    def query(title: str, ref: str | None = None) -> list[dict[str, Any]]:
+        expr = exprs[title] if ref is None else with_run(queries(dashboard)[f"{title}#{ref}"], pushed_run)
+        return services.prometheus_query(prometheus.url, expr)
 
-    assert by_label(query("Epochs done per context"), "context") == {"44": 2, "88": 2}
-    progress = by_label(query("Progress per context (epochs done / planned)"), "context")
-    assert progress == {"44": pytest.approx(2 / PLANNED_EPOCHS), "88": pytest.approx(2 / PLANNED_EPOCHS)}
-    assert float(query("Contexts finished")[0]["value"][1]) == 1
-    assert float(query("Contexts training")[0]["value"][1]) == 1
-    assert by_label(query("Training windows per second per context"), "context") == {"44": 250.0, "88": 300.0}
-    assert by_label(query("Training windows processed per context"), "context") == {"44": 2000, "88": 3000}
-    assert by_label(query("Best validation ESR per context"), "context") == {"44": 0.3, "88": 0.3}
+    def per_unit(value: Callable[[list[tuple[float, float]], int, bool], float]) -> dict[str, float]:
+        """What each unit's pushed history says, by unit name."""
+        return {name: value(*UNITS[unit]) for name, unit in names.items()}
+
+    assert by_label(query("Epochs done per unit"), "unit") == per_unit(lambda h, t, f: len(h))
+    progress = by_label(query("Progress per unit (epochs done / planned)"), "unit")
+    assert progress == pytest.approx(per_unit(lambda h, t, f: len(h) / PLANNED_EPOCHS))
+    assert float(query("Units finished")[0]["value"][1]) == 2
+    assert float(query("Units training")[0]["value"][1]) == 2
+    assert by_label(query("Training windows per second per unit"), "unit") == pytest.approx(
+        per_unit(lambda h, t, f: t / h[-1][0])
+    )
+    processed = by_label(query("Training windows processed per unit"), "unit")
+    assert processed == per_unit(lambda h, t, f: t * len(h))
+    assert by_label(query("Validation ESR per unit"), "unit") == pytest.approx(per_unit(lambda h, t, f: h[-1][1]))
+    assert by_label(query("Training ESR per unit"), "unit") == pytest.approx(per_unit(lambda h, t, f: h[-1][1] + 0.1))
+    best = per_unit(lambda h, t, f: min(v for _, v in h))
+    assert by_label(query("Best validation ESR per unit"), "unit") == pytest.approx(best)
+    spread = "Best validation ESR per arm across seeds (best, mean, worst seed)"
+    assert by_label(query(spread, "A"), "arm") == pytest.approx({"c44": 0.3, "c88": 0.2, "stateful": 0.1})
+    assert by_label(query(spread, "B"), "arm") == pytest.approx({"c44": 0.4, "c88": 0.2, "stateful": 0.1})
+    assert by_label(query(spread, "C"), "arm") == pytest.approx({"c44": 0.5, "c88": 0.2, "stateful": 0.1})
     statuses = by_label(query("Sweeps finished by status (all runs)"), "status")
     assert statuses["Succeeded"] >= 1 and statuses["Failed"] >= 1
+    finished = by_label(query("Sweeps finished"), "run")
+    assert {f"{pushed_run}-ok", f"{pushed_run}-bad"} <= set(finished)
 
-    # Epoch duration: the run mean over all epochs is exact; the "last 30 min" mean comes from
-    # increase() of the histogram's _sum and _count, which Prometheus extrapolates, so it is only
-    # pinned to the range of the durations observed.
-    expr_recent, expr_mean = (
-        with_run(t["expr"], pushed_run)
-        for p in panels(load_dashboard())
-        if p["title"] == "Epoch duration per context"
-        for t in p["targets"]
-    )
-    mean = by_label(services.prometheus_query(prometheus.url, expr_mean), "context")
-    assert mean == {"44": pytest.approx(3.0), "88": pytest.approx(4.0)}
-    recent = by_label(services.prometheus_query(prometheus.url, expr_recent), "context")
-    assert set(recent) == {"44", "88"}
-    assert 2.0 <= recent["44"] <= 4.0 and 3.0 <= recent["88"] <= 5.0, recent
+    # Epoch duration: the run mean over all epochs is exact; the "last 30 min" mean is increase() of
+    # the histogram's _sum over increase() of its _count, each extrapolated by Prometheus on its own
+    # (towards the moment each would have been zero), so with three scrapes of two epochs the ratio
+    # can reach 1.2 times the last epoch's duration: it is pinned to [shortest, 1.25 x longest].
+    mean = by_label(query("Epoch duration per unit", "B"), "unit")
+    assert mean == pytest.approx(per_unit(lambda h, t, f: sum(s for s, _ in h) / len(h)))
+    recent = by_label(query("Epoch duration per unit", "A"), "unit")
+    assert set(recent) == set(names)
+    for name, value in recent.items():
+        durations = [s for s, _ in UNITS[names[name]][0]]
+        assert min(durations) <= value <= 1.25 * max(durations), (name, value)
 
 
 @pytest.mark.slow
@@ -233,8 +240,8 @@ def test_every_query_has_data_after_a_real_training_run(
 ) -> None:
     """The real train stage and the real push-status command feed every panel of the dashboard."""
     from sd1job import cli
+    from sd1job.stages.train import train_unit
     from sd1job.store import open_store
-    from sd1job.train import train_context
     from tests.helpers import prepare_run, small_config
 
     run = f"real-{uuid.uuid4().hex[:8]}"
@@ -247,7 +254,7 @@ def test_every_query_has_data_after_a_real_training_run(
         metrics={"pushgateway": pushgateway.url},
     )
     config_file = prepare_run(config, tmp_path / "config.yaml", {}, seconds=4.0)
-    history = train_context(config, open_store(config.store), 32)
+    history = train_unit(config, open_store(config.store), Unit("windowed", 32, 25))
     assert history["epochs_run"] == 4
     assert cli.main(["push-status", "--config", str(config_file), "--status", "Succeeded"]) == 0
     wait_until(prometheus.url, f'sd1job_epochs_completed{{run="{run}"}} == 4', lambda r: len(r) == 1)

@@ -6,7 +6,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests import services
@@ -19,19 +18,13 @@ SECRETS = (services.TEST_ACCESS_KEY, services.TEST_SECRET_KEY)
 @pytest.mark.slow
 def test_a_whole_run_on_s3_never_reveals_the_credentials(s3_server: services.S3Server, tmp_path: Path) -> None:
     bucket = f"s-{uuid.uuid4().hex[:10]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server.url,
-        aws_access_key_id=services.TEST_ACCESS_KEY,
-        aws_secret_access_key=services.TEST_SECRET_KEY,
-        region_name="us-east-1",
-    )
+    client = s3_server.client()
     client.create_bucket(Bucket=bucket)
     config = small_config(f"s3://{bucket}/exp", dataset__contexts=[8], train={"epochs": 1, "lstm_units": 8})
     config_file = prepare_run(config, tmp_path / "config.yaml", s3_server.client_env)
     env = job_env(s3_server.client_env)
     transcript = []
-    for args in (["train", "--context", "8"], ["eval"], ["data", "--force"]):
+    for args in (["train", "--unit", "c8-s25"], ["eval"], ["report"], ["data", "--force"]):
         result = run_job([args[0], "--config", str(config_file), *args[1:]], env, timeout=600)
         assert result.returncode == 0, result.stderr
         transcript.append(result.stdout + result.stderr)

@@ -10,12 +10,15 @@ import pytest
 from sd1job import cli
 from sd1job.audio import decode_wav, estimate_latency
 from sd1job.config import config_from_mapping
-from sd1job.layout import riff_dry_key, riff_wet_key
+from sd1job.layout import SYNTH_INFO, riff_dry_key, riff_wet_key
 from sd1job.store import LocalStore
 from sd1job.synth import capture, guitar, pedal
 from sd1job.synth.score import Score
 
 RATE = 44100
+# The bounds the README states for the virtual pedal (its measured figures sit below them).
+SOLVER_ESR_BOUND = 1e-9  # fast solver against the Newton-Raphson reference
+ALIASING_BOUND_DB = -70.0  # a 2.8 kHz sine at 8x oversampling
 
 
 def esr(output: np.ndarray, target: np.ndarray) -> float:
@@ -46,7 +49,7 @@ def test_fast_solver_matches_newton_reference(guitar_excerpt: np.ndarray, drive:
     knobs = pedal.Knobs(drive=drive)
     fast = pedal.VirtualSD1(knobs).process(guitar_excerpt)
     reference = pedal.VirtualSD1(knobs, solver="reference").process(guitar_excerpt)
-    assert esr(fast, reference) <= 1e-3
+    assert esr(fast, reference) <= SOLVER_ESR_BOUND
     # and the material really drives the diodes: the clipping stage is far from linear
     stage = pedal.VirtualSD1(knobs)
     linear = stage.gain_leg_current(guitar_excerpt)[1] * stage.rf
@@ -107,8 +110,8 @@ def aliasing_db(oversample: int) -> float:
     return float(10 * np.log10(power[band & ~harmonic].sum() / power[band].sum()))
 
 
-def test_aliasing_below_minus_50_db_at_8x() -> None:
-    assert aliasing_db(8) < -50
+def test_aliasing_below_the_readme_bound_at_8x() -> None:
+    assert aliasing_db(8) < ALIASING_BOUND_DB
     assert aliasing_db(1) > -40  # the measure does see aliasing when there is no oversampling
 
 
@@ -147,7 +150,7 @@ def small_config(tmp_path):  # type: ignore[no-untyped-def]
 def all_keys(config) -> list[str]:  # type: ignore[no-untyped-def]
     keys = [config.recordings.train.dry, config.recordings.train.wet]
     for riff in config.recordings.riffs:
-        keys += [riff_dry_key(config, riff), riff_wet_key(config, riff)]
+        keys += [riff_dry_key(config.recordings.test_dir, riff), riff_wet_key(config.recordings.test_dir, riff)]
     return keys
 
 
@@ -176,7 +179,7 @@ def test_demo_files_load_like_the_data_stage_reads_them(demo_store) -> None:  # 
     assert train.seconds == pytest.approx(8.0)
     wet = decode_wav(store.read_bytes(config.recordings.train.wet), "wet", rate)
     assert estimate_latency(train.samples, wet.samples)[0] == 0  # the pedal adds no delay
-    recorded = json.loads(store.read_text(capture.SYNTH_INFO_KEY))
+    recorded = json.loads(store.read_text(SYNTH_INFO))
     assert recorded == info
     assert recorded["settings"]["knobs"] == {"drive": 0.5, "tone": 0.5, "level": 0.5}
     assert [s["name"] for s in recorded["train_sections"]][-1] == "validation repeat"
@@ -186,7 +189,7 @@ def test_demo_is_deterministic_and_seeded(demo_store, tmp_path) -> None:  # type
     store, config, _ = demo_store
     again = LocalStore(tmp_path / "again")
     capture.write_demo_recordings(again, config, seconds=8, riff_seconds=1)
-    for key in [*all_keys(config), capture.SYNTH_INFO_KEY]:
+    for key in [*all_keys(config), SYNTH_INFO]:
         assert again.read_bytes(key) == store.read_bytes(key), key
     other = LocalStore(tmp_path / "other")
     capture.write_demo_recordings(other, config, seconds=8, riff_seconds=1, seed=26)
@@ -225,7 +228,7 @@ def test_synth_command(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def
     store = tmp_path / "store"
     args = ["synth", "--store", str(store), "--seconds", "2", "--riff-seconds", "0.5", "--drive", "1", "-q"]
     assert cli.main(args) == 0
-    info = json.loads((store / capture.SYNTH_INFO_KEY).read_text())
+    info = json.loads((store / SYNTH_INFO).read_text())
     assert info["settings"]["knobs"]["drive"] == 1.0
     assert info["settings"]["seconds"] == 2.0
     assert cli.main(["synth", "--store", str(store), "--seconds", "1", "-q"]) == cli.EXIT_USER_ERROR

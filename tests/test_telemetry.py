@@ -1,4 +1,4 @@
-"""Prometheus metrics: the /metrics endpoint, pushes to a real Pushgateway, resume accounting, push-status."""
+"""Prometheus metrics: the /metrics endpoint, per-unit pushes to a real Pushgateway, resume accounting, push-status."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import yaml
 
 from sd1job import telemetry
 from sd1job.cli import main
+from sd1job.units import Unit
 from tests import services
 
 
@@ -28,38 +29,50 @@ def series(text: str, name: str) -> dict[str, float]:
     return {labels: float(value) for labels, value in pattern.findall(text)}
 
 
-def epoch(metrics: telemetry.TrainingMetrics, number: int, seconds: float = 1.5, windows: int = 100) -> None:
-    metrics.record_epoch(
-        epoch=number,
-        seconds=seconds,
-        windows=windows,
-        windows_per_second=windows / seconds,
-        train_esr=1.0 / number,
-        val_esr=1.2 / number,
-        best_val_esr=1.2 / number,
-    )
+def entry(number: int, seconds: float = 1.5, windows: int = 100) -> dict[str, float]:
+    """A history.json epoch entry, as the train stage records it."""
+    return {
+        "epoch": number,
+        "seconds": seconds,
+        "windows_per_second": windows / seconds,
+        "loss": 1.0 / number,
+        "val_loss": 1.2 / number,
+    }
 
 
 def unique_run() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
+def unit_labels(run: str, unit: Unit, job: str | None = None, le: str | None = None) -> str:
+    """The exposition's label text of a unit's series (labels sorted, as the exposition writes them)."""
+    context = "none" if unit.context is None else str(unit.context)
+    pushed = f'instance="",job="{job}",' if job else ""
+    bucket = f'le="{le}",' if le else ""
+    return f'context="{context}",{pushed}kind="{unit.kind}",{bucket}run="{run}",seed="{unit.seed}",unit="{unit.name}"'
+
+
+C44 = Unit("windowed", 44, 25)
+
+
 def test_metrics_endpoint_serves_the_training_series() -> None:
     port = services.free_port()
     run = unique_run()
     assert telemetry.serve(port)
-    assert telemetry.serve(port)  # a second context in the same process reuses the server
-    metrics = telemetry.TrainingMetrics(run, 44)
+    assert telemetry.serve(port)  # a second unit in the same process reuses the server
+    metrics = telemetry.TrainingMetrics(run, C44)
     metrics.start(epochs_planned=100)
-    epoch(metrics, 1, seconds=12.0)
+    metrics.record_epoch(entry(1, seconds=12.0), targets=100, best_val_esr=1.2)
     text = scrape(f"http://127.0.0.1:{port}/metrics")
-    labels = f'context="44",run="{run}"'
+    labels = unit_labels(run, C44)
     assert series(text, "sd1job_epochs_planned")[labels] == 100
     assert series(text, "sd1job_epochs_completed")[labels] == 1
     assert series(text, "sd1job_windows_processed_total")[labels] == 100
     assert series(text, "sd1job_train_esr")[labels] == 1.0
-    assert series(text, "sd1job_epoch_duration_seconds_bucket")[f'context="44",le="10.0",run="{run}"'] == 0
-    assert series(text, "sd1job_epoch_duration_seconds_bucket")[f'context="44",le="20.0",run="{run}"'] == 1
+    assert series(text, "sd1job_best_val_esr")[labels] == 1.2
+    buckets = series(text, "sd1job_epoch_duration_seconds_bucket")
+    assert buckets[unit_labels(run, C44, le="10.0")] == 0
+    assert buckets[unit_labels(run, C44, le="20.0")] == 1
 
 
 def test_a_busy_port_is_a_warning_not_a_failure(caplog: pytest.LogCaptureFixture) -> None:
@@ -71,41 +84,54 @@ def test_a_busy_port_is_a_warning_not_a_failure(caplog: pytest.LogCaptureFixture
     assert "cannot serve /metrics" in caplog.text
 
 
-def test_resumed_run_replays_its_epochs_and_pushes_only_its_own_context(pushgateway: services.Service) -> None:
+def test_resumed_unit_replays_its_history_and_pushes_only_its_own_series(pushgateway: services.Service) -> None:
     run = unique_run()
-    first = telemetry.TrainingMetrics(run, 44, pushgateway.url)
+    history = [entry(1), entry(2)]
+    first = telemetry.TrainingMetrics(run, C44, pushgateway.url)
     first.start(10)
-    other = telemetry.TrainingMetrics(run, 88, pushgateway.url)
-    other.start(10)
-    epoch(other, 1)
-    for number in (1, 2):
-        epoch(first, number)
+    other_seed = telemetry.TrainingMetrics(run, Unit("windowed", 44, 26), pushgateway.url)
+    other_seed.start(10)
+    other_seed.record_epoch(entry(1), 100, 1.2)
+    for epoch in history:
+        first.record_epoch(epoch, 100, epoch["val_loss"])
     assert first.push()
-    # The process dies; a new one resumes after epoch 2: it resets, replays the checkpoint, goes on.
-    resumed = telemetry.TrainingMetrics(run, 44, pushgateway.url)
-    resumed.start(10)
-    for number in (1, 2, 3):
-        epoch(resumed, number)
+    # The process dies; a new one resumes after epoch 2: it replays the checkpoint's history, goes on.
+    resumed = telemetry.TrainingMetrics(run, C44, pushgateway.url)
+    resumed.replay(history, targets=100, epochs_planned=10)
+    resumed.record_epoch(entry(3), 100, entry(3)["val_loss"])
     resumed.completed(1234.0)
     assert resumed.push()
     text = scrape(f"{pushgateway.url}/metrics")
-    labels = f'context="44",instance="",job="sd1job",run="{run}"'
+    labels = unit_labels(run, C44, job="sd1job")
     assert series(text, "sd1job_windows_processed_total")[labels] == 300  # not 500: no double count
     assert series(text, "sd1job_epoch_duration_seconds_count")[labels] == 3
     assert series(text, "sd1job_epochs_completed")[labels] == 3
+    assert series(text, "sd1job_best_val_esr")[labels] == pytest.approx(0.4)  # replay recomputes the best
     assert series(text, "sd1job_train_completed_timestamp_seconds")[labels] == 1234.0
-    # context 88 was never pushed, and the context-44 group holds no context-88 series.
-    assert not [
-        key for key in series(text, "sd1job_epochs_completed") if f'run="{run}"' in key and 'context="88"' in key
-    ]
+    # The other seed was never pushed, and this unit's group holds none of its series.
+    assert not [key for key in series(text, "sd1job_epochs_completed") if f'run="{run}"' in key and "c44-s26" in key]
+
+
+def test_a_stateful_unit_is_labelled_context_none(pushgateway: services.Service) -> None:
+    run = unique_run()
+    unit = Unit("stateful", None, 26)
+    metrics = telemetry.TrainingMetrics(run, unit, pushgateway.url)
+    assert metrics.grouping_key == {"run": run, "unit": "stateful-s26"}
+    metrics.replay([entry(1, windows=5000)], targets=5000, epochs_planned=4)
+    assert metrics.push()
+    text = scrape(f"{pushgateway.url}/metrics")
+    labels = unit_labels(run, unit, job="sd1job")
+    assert 'context="none"' in labels and 'kind="stateful"' in labels
+    assert series(text, "sd1job_epochs_planned")[labels] == 4
+    assert series(text, "sd1job_windows_processed_total")[labels] == 5000
 
 
 def test_unreachable_pushgateway_during_training_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    metrics = telemetry.TrainingMetrics(unique_run(), 44, f"http://127.0.0.1:{services.free_port()}")
+    metrics = telemetry.TrainingMetrics(unique_run(), C44, f"http://127.0.0.1:{services.free_port()}")
     metrics.start(5)
     with caplog.at_level(logging.WARNING):
         assert not metrics.push()
-        epoch(metrics, 1)
+        metrics.record_epoch(entry(1), 100, 1.2)
         assert not metrics.push()
     warnings = [r for r in caplog.records if "cannot push" in r.getMessage()]
     assert len(warnings) == 1

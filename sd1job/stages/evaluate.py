@@ -73,8 +73,6 @@ def score_units(config: Config, store: Store, units: list[Unit], *, explicit: bo
         )
     if not trained:
         raise EvalError(f"no trained unit to score in {store.url(layout.root)} (run the train stage first)")
-    for unit in untrained:
-        log.warning("eval: %s is not trained yet; skipped", unit.name)
     riffs: list[CheckedPair] | None = None
     scored = []
     for unit in trained:
@@ -84,6 +82,8 @@ def score_units(config: Config, store: Store, units: list[Unit], *, explicit: bo
         riffs = riffs if riffs is not None else load_riffs(store, config.recordings)
         evaluate_unit(store, layout, unit, riffs, config.eval, config.recordings.test_dir)
         scored.append(unit)
+    for unit in untrained:  # after the scoring: a unit that fails to score prints only its error
+        log.warning("eval: %s is not trained yet; skipped", unit.name)
     return scored
 
 
