@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import services  # noqa: E402  (the same loopback services the tests use)
+from scripts import services  # noqa: E402  (the loopback services the tests use too)
 
 BUCKET = "sd1job"
 PREFIX = "demo"

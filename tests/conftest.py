@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
+from scripts import services
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"

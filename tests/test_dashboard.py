@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from scripts import services
 from sd1job import telemetry
 from sd1job.units import Unit
-from tests import services
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO_ROOT / "k8s" / "grafana" / "sd1job-dashboard.json"

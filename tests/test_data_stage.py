@@ -173,7 +173,7 @@ def test_warnings_are_logged_only_once_every_check_passed(tmp_path: Path, caplog
     dry = toy_dry(3.0, 8000, seed=1)
     write_pair(store, config.recordings.train.dry, config.recordings.train.wet, dry + 0.05, toy_pedal(dry), 8000)
     store.delete("recordings/test/Wet/w_ohwell.wav")  # a later check fails
-    with pytest.raises(Exception, match="w_ohwell.wav: recording not found"):
+    with pytest.raises(Exception, match=r"w_ohwell\.wav: recording not found"):
         run_data(config, store)
     assert not [r for r in caplog.records if "DC offset" in r.getMessage()]
     write_toy_recordings(store, config)

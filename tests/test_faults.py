@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
+from scripts import services
 from sd1job.checkpoint import decode_checkpoint
 from sd1job.config import Config
 from sd1job.layout import RunLayout
 from sd1job.stages.data import build_datasets
 from sd1job.store import LocalStore, open_store
 from sd1job.units import Unit
-from tests import services
 from tests.helpers import (
     environment,
     foreign_stderr_lines,

@@ -14,8 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from scripts.services import find_binary
 from sd1job.config import load_config
-from tests.services import find_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 K8S = REPO_ROOT / "k8s"

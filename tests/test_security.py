@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
+from scripts import services
 from tests.helpers import job_env, prepare_run, run_job, small_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,6 +22,7 @@ import pytest
 import urllib3
 import yaml
 
+from scripts.services import free_port
 from sd1job import cli
 from sd1job.cluster import client as argo_client
 from sd1job.cluster import settings as argo_settings
@@ -30,7 +31,6 @@ from sd1job.errors import UserError
 from tests import fake_argo_server
 from tests.fake_argo_server import FakeArgoServer
 from tests.helpers import job_env, run_job
-from tests.services import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "data" / "argo_sweep_fixture.yaml"

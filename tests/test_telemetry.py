@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scripts import services
 from sd1job import telemetry
 from sd1job.cli import main
 from sd1job.units import Unit
-from tests import services
 
 
 def scrape(url: str) -> str:

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
+from scripts import services
 from sd1job import dataset
 from sd1job.config import Config, config_from_mapping
 from sd1job.layout import RunLayout
 from sd1job.store import LocalStore
 from sd1job.units import Unit
-from tests import services
 from tests.conftest import REPO_ROOT
 
 CONTEXT = 16

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import services
+from scripts import services
 from tests.container import argo, podman
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

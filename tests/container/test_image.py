@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests import services
+from scripts import services
 from tests.container import podman
 
 pytestmark = pytest.mark.container

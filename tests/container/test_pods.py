@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from scripts import services
 from sd1job.config import Config
-from tests import services
 from tests.container import argo, podman
 from tests.container.conftest import make_cluster, new_bucket
 from tests.helpers import job_env, run_job, small_config

@@ -1,4 +1,4 @@
-"""Real services on loopback for the tests: SeaweedFS (S3), Prometheus Pushgateway, Prometheus.
+"""Real services on loopback for the tests and `make local-run-s3`: SeaweedFS (S3), Prometheus Pushgateway, Prometheus.
 
 Each ``start_*`` function launches the real binary on a free 127.0.0.1 port, waits until it
 answers, and returns a handle whose ``stop()`` ends it. The S3 server enforces credentials.
