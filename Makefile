@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
-# Demo recordings for the local profile: 3 minutes of training audio, 1-second test riffs (sliding-
+# Demo recordings for the local profile: 3 minutes of training audio, half-second test riffs (sliding-
 # window inference costs n LSTM steps per output sample, so riff length drives eval time on a CPU).
-SYNTH_ARGS ?= --riff-seconds 1
+SYNTH_ARGS ?= --riff-seconds 0.5
 # Contexts trained at once by `make local-run` (one single-threaded trainer per core).
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 

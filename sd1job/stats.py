@@ -434,13 +434,22 @@ def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample
             )
     fit = result["fit"]
     if "tau" in fit:
-        where = f"n ≈ {fit['n90']:.0f} samples"
-        if sample_rate:
-            where += f" ({1000 * fit['n90'] / sample_rate:.1f} ms)"
-        sentences.append(
-            f"The fitted curve ESR(n) = {fit['a']:.3g} + {fit['b']:.3g} exp(-n / {fit['tau']:.0f}) reaches 90 % of "
-            f"its gain by {where}; beyond that, more context buys little."
-        )
+        curve = f"ESR(n) = {fit['a']:.3g} + {fit['b']:.3g} exp(-n / {fit['tau']:.0f})"
+        b_se = fit.get("b_se")
+        if fit["b"] <= 0:
+            sentences.append(f"The fitted curve {curve} does not fall with n: more context bought nothing here.")
+        elif b_se is not None and fit["b"] < 2 * b_se:
+            sentences.append(
+                f"The fitted curve {curve} falls by less than twice its uncertainty (b = {fit['b']:.2g} ± "
+                f"{b_se:.2g}): no diminishing-returns shape can be read from these points."
+            )
+        else:
+            where = f"n ≈ {fit['n90']:.0f} samples"
+            if sample_rate:
+                where += f" ({1000 * fit['n90'] / sample_rate:.1f} ms)"
+            sentences.append(
+                f"The fitted curve {curve} reaches 90 % of its gain by {where}; beyond that, more context buys little."
+            )
     stateful = result["stateful"]
     if stateful is not None:
         change_s = stateful["change"]

@@ -245,3 +245,11 @@ def test_a_fixed_pair_can_be_clear_while_the_tests_against_the_best_are_not_and_
     assert result["change"]["high"] < 0  # yet 44 -> 440, fixed in advance, is a clear gain
     at = result["verdict"].index(next(s for s in result["verdict"] if s.startswith("Going from 44 to 440")))
     assert result["verdict"][at + 1].startswith("That pair, smallest against largest context, is fixed in advance")
+
+
+def test_a_flat_or_rising_fit_is_not_read_as_diminishing_returns() -> None:
+    rng = np.random.default_rng(8)
+    flat = simulate({n: 0.02 for n in (44, 176, 308, 440)}, seeds=3, rng=rng)
+    sentence = next(s for s in stats.analyse(flat, unit_info(flat))["verdict"] if s.startswith("The fitted curve"))
+    assert "reaches 90 %" not in sentence
+    assert "does not fall with n" in sentence or "falls by less than twice its uncertainty" in sentence
