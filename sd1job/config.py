@@ -151,6 +151,7 @@ class TrainConfig(_Section):
     lr_decay: float = Field(
         1.0, gt=0.0, le=1.0, description="epoch k trains at learning_rate * lr_decay^(k-1) (1: constant, the seed's)"
     )
+    clipnorm: float | None = Field(None, gt=0.0, description="clip each gradient to this norm (None: no clipping)")
     batch_size: int = Field(64, gt=0)
     epochs: int = Field(100, gt=0)
     patience: int = Field(15, gt=0)

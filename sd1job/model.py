@@ -52,14 +52,19 @@ def _head() -> keras.layers.Dense:
     return keras.layers.Dense(1, activation="linear", name="wet_sample")
 
 
-def build_model(context: int, lstm_units: int = 64, learning_rate: float | None = None) -> keras.Model:
-    """The windowed model for ``context`` samples; compiled (Adam, ESR, MSE and MAE) given a learning rate."""
+def build_model(
+    context: int, lstm_units: int = 64, learning_rate: float | None = None, clipnorm: float | None = None
+) -> keras.Model:
+    """The windowed model for ``context`` samples; compiled (Adam, ESR, MSE and MAE) given a learning rate.
+
+    ``clipnorm``: Adam clips each gradient to this norm (None: no clipping, the seed's).
+    """
     inputs = keras.Input(shape=(context, 1), name="dry_window")
     outputs = _head()(_lstm(lstm_units, sequences=False)(inputs))
     model = keras.Model(inputs, outputs, name=f"sd1_lstm{lstm_units}_c{context}")
     if learning_rate is not None:
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
             loss=esr_loss,
             metrics=[keras.metrics.MeanSquaredError(name="mse"), keras.metrics.MeanAbsoluteError(name="mae")],
         )

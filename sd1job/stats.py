@@ -368,111 +368,134 @@ def analyse(
 
 def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample_rate: int | None) -> list[str]:
     """The analysis in plain sentences, each following the numbers it quotes."""
-    sentences: list[str] = []
-    arms = result["arms"]
-    best = result["best"]
+    return [
+        *_context_sentences(result, intervals),
+        *_change_sentences(result),
+        *_fit_sentences(result["fit"], sample_rate),
+        *_stateful_sentences(result["stateful"], intervals),
+        *_undertrained_sentences(result),
+    ]
+
+
+def _context_sentences(result: Mapping[str, Any], intervals: Mapping[str, Interval]) -> list[str]:
+    """Which contexts are significantly worse than the best, or why none can be tested."""
+    arms, best = result["arms"], result["best"]
+    if best is None:
+        return []
     tested = [a for a in arms if a["comparison"] is not None or a["arm"] == best]
     counts = sorted({len(a["seeds"]) for a in tested})
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     single = [a["arm"] for a in arms if a["kind"] == "windowed" and len(a["seeds"]) < 2]
-    if best is not None and not result["testable"] and len(single) < len([a for a in arms if a["kind"] == "windowed"]):
-        sentences.append(
+    if not result["testable"] and len(single) < len([a for a in arms if a["kind"] == "windowed"]):
+        return [
             f"Only {best} has more than one training seed, so no context can be tested against another: one model "
             "per context cannot separate the effect of context from the spread between training seeds. Set "
             "train.repeats to 3 or more to get an answer."
-        )
-    elif best is not None and not result["testable"]:
-        sentences.append(
+        ]
+    if not result["testable"]:
+        return [
             "With one training seed per context, no interval or test is possible: one model per context cannot "
             "separate the effect of context from the spread between training seeds, which can be as large as that "
-            "effect. Set train.repeats to 3 or more to get an answer."
-        )
-        sentences.append(
+            "effect. Set train.repeats to 3 or more to get an answer.",
             f"Lowest test ESR of these single models: {best} ({_esr(intervals[best].mean)}); "
-            "treat differences between contexts as unconfirmed."
-        )
-    elif best is not None:
-        compared = [a for a in arms if a["comparison"] is not None]
-        worse = [a["arm"] for a in compared if a["comparison"]["significant"]]
-        how = (
-            f"one-sided Welch tests on log ESR over {seeds} seeds, adjusted for choosing the best and "
-            f"Holm-corrected, alpha {result['alpha']}"
-        )
-        if not worse:
-            sentences.append(
-                f"No context is significantly worse than the best ({best}, {_interval_text(intervals[best])}) at "
-                f"{seeds} seeds: the differences between context sizes are within seed noise ({how})."
-            )
-        else:
-            fine = [a["arm"] for a in tested if a["arm"] not in worse]
-            sentences.append(
-                f"Significantly worse than the best ({best}, {_interval_text(intervals[best])}): "
-                f"{', '.join(worse)}; not significantly worse: {', '.join(fine)} ({how})."
-            )
-            smallest = result["smallest_not_worse"]
-            if smallest is not None:
-                sentences.append(f"The smallest context not significantly worse than the best is {smallest}.")
-        if single:
-            sentences.append(
-                f"Not tested, one model only (a failed unit?): {', '.join(single)}; one model cannot separate the "
-                "effect of context from the spread between training seeds."
-            )
-    change = result["change"]
-    if change is not None:
+            "treat differences between contexts as unconfirmed.",
+        ]
+    sentences = []
+    worse = [a["arm"] for a in arms if a["comparison"] is not None and a["comparison"]["significant"]]
+    how = (
+        f"one-sided Welch tests on log ESR over {seeds} seeds, adjusted for choosing the best and "
+        f"Holm-corrected, alpha {result['alpha']}"
+    )
+    if not worse:
         sentences.append(
-            _change_text(
-                change["from"][1:], change["to"][1:], Interval(**{k: change[k] for k in Interval.__annotations__})
-            )
+            f"No context is significantly worse than the best ({best}, {_interval_text(intervals[best])}) at "
+            f"{seeds} seeds: the differences between context sizes are within seed noise ({how})."
         )
-        first = next(a for a in arms if a["arm"] == change["from"])
-        excludes_zero = change["low"] is not None and change["high"] is not None and change["low"] * change["high"] > 0
-        if excludes_zero and result["testable"] and not (first["comparison"] or {}).get("significant", False):
-            sentences.append(
-                "That pair, smallest against largest context, is fixed in advance, so its interval needs no "
-                "correction; the tests against the best correct for choosing among all the contexts and so need a "
-                "larger difference."
-            )
-    fit = result["fit"]
-    if "tau" in fit:
-        curve = f"ESR(n) = {fit['a']:.3g} + {fit['b']:.3g} exp(-n / {fit['tau']:.0f})"
-        b_se = fit.get("b_se")
-        if fit["b"] <= 0:
-            sentences.append(f"The fitted curve {curve} does not fall with n: more context bought nothing here.")
-        elif b_se is not None and fit["b"] < 2 * b_se:
-            sentences.append(
-                f"The fitted curve {curve} falls by less than twice its uncertainty (b = {fit['b']:.2g} ± "
-                f"{b_se:.2g}): no diminishing-returns shape can be read from these points."
-            )
-        else:
-            where = f"n ≈ {fit['n90']:.0f} samples"
-            if sample_rate:
-                where += f" ({1000 * fit['n90'] / sample_rate:.1f} ms)"
-            sentences.append(
-                f"The fitted curve {curve} reaches 90 % of its gain by {where}; beyond that, more context buys little."
-            )
-    stateful = result["stateful"]
-    if stateful is not None:
-        change_s = stateful["change"]
-        relation = "lower" if change_s["mean"] < 0 else "higher"
-        test = f"{STATEFUL_METHOD}, p = {stateful['p_value']:.2g}" if stateful["p_value"] is not None else ""
-        if stateful["p_value"] is None:
-            judged = "not tested (one model on a side)"
-        elif stateful["significant"] and stateful["direction"] == "better":
-            judged = f"significantly better than every windowed context ({test})"
-        elif stateful["significant"]:
-            judged = f"significantly worse than the best windowed context ({test})"
-        else:
-            judged = f"not significantly different ({test})"
+    else:
+        fine = [a["arm"] for a in tested if a["arm"] not in worse]
         sentences.append(
-            f"The stateful model (one LSTM step per sample) has {_interval_text(intervals['stateful'])}: "
-            f"{abs(change_s['mean']):.0f} % {relation} than the best windowed context {stateful['against']}, {judged}."
+            f"Significantly worse than the best ({best}, {_interval_text(intervals[best])}): "
+            f"{', '.join(worse)}; not significantly worse: {', '.join(fine)} ({how})."
         )
-    improving = result["still_improving"]
-    if improving:
-        were = "was" if len(improving) == 1 else "were"
+        if result["smallest_not_worse"] is not None:
+            sentences.append(
+                f"The smallest context not significantly worse than the best is {result['smallest_not_worse']}."
+            )
+    if single:
         sentences.append(
-            f"{len(improving)} of {result['units']} models {were} still improving when the epoch cap cut them "
-            "(validation ESR still falling by more than 1 % over the last 3 epochs): they are undertrained; raise "
-            "train.epochs before reading these numbers as the models' best."
+            f"Not tested, one model only (a failed unit?): {', '.join(single)}; one model cannot separate the "
+            "effect of context from the spread between training seeds."
         )
     return sentences
+
+
+def _change_sentences(result: Mapping[str, Any]) -> list[str]:
+    """The change from the smallest to the largest context, and why it may disagree with the tests."""
+    change = result["change"]
+    if change is None:
+        return []
+    sentences = [
+        _change_text(change["from"][1:], change["to"][1:], Interval(**{k: change[k] for k in Interval.__annotations__}))
+    ]
+    first = next(a for a in result["arms"] if a["arm"] == change["from"])
+    excludes_zero = change["low"] is not None and change["high"] is not None and change["low"] * change["high"] > 0
+    if excludes_zero and result["testable"] and not (first["comparison"] or {}).get("significant", False):
+        sentences.append(
+            "That pair, smallest against largest context, is fixed in advance, so its interval needs no "
+            "correction; the tests against the best correct for choosing among all the contexts and so need a "
+            "larger difference."
+        )
+    return sentences
+
+
+def _fit_sentences(fit: Mapping[str, Any], sample_rate: int | None) -> list[str]:
+    """What the fitted saturating curve says, only as far as its uncertainty allows."""
+    if "tau" not in fit:
+        return []
+    curve = f"ESR(n) = {fit['a']:.3g} + {fit['b']:.3g} exp(-n / {fit['tau']:.0f})"
+    b_se = fit.get("b_se")
+    if fit["b"] <= 0:
+        return [f"The fitted curve {curve} does not fall with n: more context bought nothing here."]
+    if b_se is not None and fit["b"] < 2 * b_se:
+        return [
+            f"The fitted curve {curve} falls by less than twice its uncertainty (b = {fit['b']:.2g} ± "
+            f"{b_se:.2g}): no diminishing-returns shape can be read from these points."
+        ]
+    where = f"n ≈ {fit['n90']:.0f} samples"
+    if sample_rate:
+        where += f" ({1000 * fit['n90'] / sample_rate:.1f} ms)"
+    return [f"The fitted curve {curve} reaches 90 % of its gain by {where}; beyond that, more context buys little."]
+
+
+def _stateful_sentences(stateful: Mapping[str, Any] | None, intervals: Mapping[str, Interval]) -> list[str]:
+    """The stateful model against the windowed ones."""
+    if stateful is None:
+        return []
+    change = stateful["change"]
+    relation = "lower" if change["mean"] < 0 else "higher"
+    test = f"{STATEFUL_METHOD}, p = {stateful['p_value']:.2g}" if stateful["p_value"] is not None else ""
+    if stateful["p_value"] is None:
+        judged = "not tested (one model on a side)"
+    elif stateful["significant"] and stateful["direction"] == "better":
+        judged = f"significantly better than every windowed context ({test})"
+    elif stateful["significant"]:
+        judged = f"significantly worse than the best windowed context ({test})"
+    else:
+        judged = f"not significantly different ({test})"
+    return [
+        f"The stateful model (one LSTM step per sample) has {_interval_text(intervals['stateful'])}: "
+        f"{abs(change['mean']):.0f} % {relation} than the best windowed context {stateful['against']}, {judged}."
+    ]
+
+
+def _undertrained_sentences(result: Mapping[str, Any]) -> list[str]:
+    """A flag on models the epoch cap cut while they still improved."""
+    improving = result["still_improving"]
+    if not improving:
+        return []
+    were = "was" if len(improving) == 1 else "were"
+    return [
+        f"{len(improving)} of {result['units']} models {were} still improving when the epoch cap cut them "
+        "(validation ESR still falling by more than 1 % over the last 3 epochs): they are undertrained; raise "
+        "train.epochs before reading these numbers as the models' best."
+    ]

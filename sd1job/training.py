@@ -179,11 +179,12 @@ class WindowedFitter:
         units: int,
         learning_rate: float,
         lr_decay: float,
+        clipnorm: float | None,
         batch_size: int,
         seed: int,
         jit_compile: bool,
     ) -> None:
-        self.model = build_model(context, units, learning_rate)
+        self.model = build_model(context, units, learning_rate, clipnorm)
         self.schedule = lambda epoch: learning_rate_at(epoch, learning_rate, lr_decay)
         self.model.jit_compile = jit_compile
         self.train_targets = len(split.train)
@@ -235,11 +236,12 @@ class StatefulFitter:
         units: int,
         learning_rate: float,
         lr_decay: float,
+        clipnorm: float | None,
         seed: int,
         jit_compile: bool,
     ) -> None:
         self.model = build_stateful_model(units)
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
         self.schedule = lambda epoch: learning_rate_at(epoch, learning_rate, lr_decay)
         self.settings = settings
         self.units = units

@@ -367,6 +367,7 @@ def build_fitter(
         "units": train.lstm_units,
         "learning_rate": train.learning_rate,
         "lr_decay": train.lr_decay,
+        "clipnorm": train.clipnorm,
         "jit_compile": train.jit_compile,
     }
     if unit.kind == "stateful":
