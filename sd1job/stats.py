@@ -496,6 +496,6 @@ def _undertrained_sentences(result: Mapping[str, Any]) -> list[str]:
     were = "was" if len(improving) == 1 else "were"
     return [
         f"{len(improving)} of {result['units']} models {were} still improving when the epoch cap cut them "
-        "(validation ESR still falling by more than 1 % over the last 3 epochs): they are undertrained; raise "
+        "(validation ESR still falling by more than 3 % over the last 3 epochs): they are undertrained; raise "
         "train.epochs before reading these numbers as the models' best."
     ]
