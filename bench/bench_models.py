@@ -17,9 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import print_table, save_results
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import print_table, save_results  # noqa: E402
+
 BUDGET = float(os.environ.get("SD1JOB_BENCH_BUDGET", "240"))
 
 
