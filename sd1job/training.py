@@ -47,6 +47,14 @@ def learning_rate_at(epoch: int, learning_rate: float, decay: float) -> float:
     return learning_rate * decay**epoch
 
 
+def uses_xla(kind: str, jit_compile: bool) -> bool:
+    """Whether a unit's training step is XLA-compiled: ``train.jit_compile`` for windowed units, never for
+    stateful ones. XLA speeds the windowed model's short unrolled window up, but the stateful model's
+    long truncated-BPTT loop runs many times slower under it on CPU (its gradient loop does not scale
+    with the loop's length; see bench/bench_models.py), and on a GPU it would lose cuDNN's LSTM kernel."""
+    return jit_compile and kind == "windowed"
+
+
 def configure_runtime(threads: int, jit_compile: bool) -> dict[str, Any]:
     """Apply thread settings and CPU determinism; call before TensorFlow creates its first op.
 
@@ -56,7 +64,9 @@ def configure_runtime(threads: int, jit_compile: bool) -> dict[str, Any]:
     values stay and a warning says so.
 
     Determinism on CPU: the input pipelines are deterministic by construction and XLA's compiled
-    step is too; without XLA, TF's op determinism is switched on (Keras refuses XLA under it).
+    step is too; with ``jit_compile`` off, TF's op determinism is switched on (Keras refuses XLA
+    under it). The stateful step (never XLA) uses only dense CPU kernels, which are deterministic for
+    a fixed thread count, so it needs no switch (tests/test_train.py checks it bit for bit).
     """
     gpus = tf.config.list_physical_devices("GPU")
     wanted = threads if threads > 0 else (None if gpus else 1)

@@ -506,6 +506,43 @@ def test_stateful_training_is_deterministic_and_resumes_from_its_checkpoint(
         assert np.array_equal(got, want)
 
 
+@pytest.mark.slow
+def test_stateful_training_in_a_fresh_process_gives_the_same_model_without_xla(
+    stateful_trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """A pod trains one unit in a fresh process with XLA configured on (so no op-determinism switch);
+    the stateful step never uses XLA and still gives, bit for bit, the model this process trained."""
+    mapping = stateful_mapping(tmp_path / "store")
+    assert mapping["train"].get("jit_compile", True) is True
+    config, store = prepare(mapping)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    result = subprocess.run(
+        [sys.executable, "-m", "sd1job", "train", "--config", str(path), "--unit", STATEFUL.name],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "XLA off" in result.stderr
+    summary = store.read_json(layout_for(config).summary(STATEFUL))
+    assert summary["runtime"]["jit_compile"] is False and summary["runtime"]["op_determinism"] is False
+    for got, want in zip(
+        load_weights(store, config, STATEFUL),
+        load_weights(stateful_trained["store"], stateful_trained["config"], STATEFUL),
+        strict=True,
+    ):
+        assert np.array_equal(got, want)
+
+
+def test_only_windowed_units_are_xla_compiled() -> None:
+    from sd1job.training import uses_xla
+
+    assert uses_xla("windowed", True) and not uses_xla("windowed", False)
+    assert not uses_xla("stateful", True) and not uses_xla("stateful", False)
+
+
 def test_still_improving_means_cut_while_falling_not_a_best_last_epoch_on_a_plateau() -> None:
     from sd1job.checkpoint import still_improving
 

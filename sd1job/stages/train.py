@@ -47,7 +47,7 @@ from sd1job.scores import ESR_EPSILON
 from sd1job.stages.options import add_unit_options, chosen_units
 from sd1job.store import Store, open_store
 from sd1job.telemetry import TrainingMetrics, serve
-from sd1job.training import StatefulFitter, WindowedFitter, configure_runtime, model_bytes
+from sd1job.training import StatefulFitter, WindowedFitter, configure_runtime, model_bytes, uses_xla
 from sd1job.units import Unit
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,10 @@ def train_unit(
     elif is_finished(store, layout, unit):
         return skip_trained(store, layout, unit, settings, metrics, train.epochs)
 
+    # Op determinism follows the configured switch, not the unit's kind, so that one process training
+    # a stateful then a windowed unit gives the windowed unit the XLA step it gets in its own pod.
     runtime = configure_runtime(train.threads, train.jit_compile)  # before the first TensorFlow op
+    xla = uses_xla(unit.kind, train.jit_compile)
     keras.utils.set_random_seed(unit.seed)
     fitter, data_digest = build_fitter(store, layout, unit, train, stateful, config.recordings.sample_rate)
     unit_fingerprint = fingerprint(
@@ -301,7 +304,7 @@ def train_unit(
         runtime["device"],
         runtime["intra_op_threads"],
         runtime["inter_op_threads"],
-        "on" if train.jit_compile else "off",
+        "on" if xla else "off",
     )
 
     if state.epochs_done < train.epochs and state.stop_reason == STOP_MAX_EPOCHS:
@@ -309,7 +312,7 @@ def train_unit(
     if state.best_weights:
         fitter.model.set_weights(state.best_weights)
     history = state.final_history(settings)
-    runtime["jit_compile"] = train.jit_compile
+    runtime["jit_compile"] = xla
     write_outputs(store, layout, unit, fitter, history, runtime, config.model_dump(mode="json"))
     metrics.completed(history["finished_at"])
     metrics.push()
@@ -368,7 +371,7 @@ def build_fitter(
         "learning_rate": train.learning_rate,
         "lr_decay": train.lr_decay,
         "clipnorm": train.clipnorm,
-        "jit_compile": train.jit_compile,
+        "jit_compile": uses_xla(unit.kind, train.jit_compile),
     }
     if unit.kind == "stateful":
         segments = dataset.stateful_segments(
