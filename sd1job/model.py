@@ -81,6 +81,45 @@ def build_stateful_model(lstm_units: int = 64) -> keras.Model:
     return keras.Model([dry, hidden, cell], [wet, last_hidden, last_cell], name=f"sd1_stateful_lstm{lstm_units}")
 
 
+def fused_stateful_call(model: keras.Model, dry: Any, hidden: Any, cell: Any) -> tuple[Any, Any, Any]:
+    """What ``model([dry, hidden, cell])`` computes, through TensorFlow's fused CPU LSTM kernel.
+
+    Keras runs an LSTM off the GPU as a loop of small ops, one iteration per sample; ``BlockLSTM``
+    runs the whole stretch in one C++ kernel (and its gradient in another), about twice as fast
+    forward and backward. It reads the stateful model's own variables, so training through it
+    updates the Keras model. ``BlockLSTM`` wants the gate columns as i, c, f, o (Keras: i, f, c, o)
+    and adds no forget bias here. (Not ``BlockLSTMV2``: its forward takes i, f, c, o but TensorFlow
+    registers V1's gradient for it, which assumes i, c, f, o, so its gradients are wrong.)
+    """
+    import tensorflow as tf
+
+    lstm_cell = model.get_layer("lstm").cell
+    units = lstm_cell.units
+
+    def as_icfo(matrix: Any) -> Any:
+        i, f, c, o = (matrix[..., k * units : (k + 1) * units] for k in range(4))
+        return tf.concat([i, c, f, o], axis=-1)
+
+    no_peephole = tf.zeros((units,), lstm_cell.kernel.dtype)
+    steps = tf.transpose(dry, [1, 0, 2])
+    _, cells, _, _, _, _, hiddens = tf.raw_ops.BlockLSTM(
+        seq_len_max=tf.cast(tf.shape(steps)[0], tf.int64),
+        x=steps,
+        cs_prev=cell,
+        h_prev=hidden,
+        w=as_icfo(tf.concat([lstm_cell.kernel, lstm_cell.recurrent_kernel], axis=0)),
+        wci=no_peephole,
+        wcf=no_peephole,
+        wco=no_peephole,
+        b=as_icfo(lstm_cell.bias),
+        forget_bias=0.0,  # Keras' forget bias is in the bias vector
+        cell_clip=-1.0,  # no clipping, as in Keras
+        use_peephole=False,
+    )
+    wet = model.get_layer("wet_sample")(tf.transpose(hiddens, [1, 0, 2]))
+    return wet, hiddens[-1], cells[-1]
+
+
 def lstm_step_flops(units: int) -> float:
     """Gate matrix-product FLOPs of one LSTM step with one input feature: 2 x (1 + u) x 4u."""
     return 2.0 * (1 + units) * 4 * units

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from sd1job import dataset
 from sd1job.config import StatefulConfig
-from sd1job.model import build_model, build_stateful_model, esr_loss
+from sd1job.model import build_model, build_stateful_model, esr_loss, fused_stateful_call
 from sd1job.scores import ESR_EPSILON
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,8 @@ class StatefulFitter:
             self._val_starts = np.array([segments.val_start])
             self._val_length = len(dry) - segments.val_start
         self.val_targets = len(self._val_starts) * (self._val_length - settings.warmup_samples)
+        # Off the GPU (where Keras picks cuDNN's LSTM) the fused CPU kernel runs the stretch.
+        self._fused = not tf.config.list_physical_devices("GPU")
         self._train_step = tf.function(self._train_step_eager, jit_compile=jit_compile, reduce_retracing=True)
         self._run = tf.function(self._run_eager, jit_compile=jit_compile, reduce_retracing=True)
 
@@ -288,14 +290,19 @@ class StatefulFitter:
         self, x: tf.Tensor, y: tf.Tensor, h: tf.Tensor, c: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            prediction, h, c = self.model([x, h, c], training=True)
+            prediction, h, c = self._call(x, h, c, training=True)
             loss, mse, mae = self._loss_terms(y, prediction)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss, mse, mae, h, c
 
     def _run_eager(self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        prediction, h, c = self.model([x, h, c], training=False)
+        return self._call(x, h, c, training=False)
+
+    def _call(self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        if self._fused:
+            return fused_stateful_call(self.model, x, h, c)
+        prediction, h, c = self.model([x, h, c], training=training)
         return prediction, h, c
 
     def _segment_arrays(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -536,6 +536,32 @@ def test_stateful_training_in_a_fresh_process_gives_the_same_model_without_xla(
         assert np.array_equal(got, want)
 
 
+def test_fused_cpu_kernel_computes_the_keras_stateful_model_and_its_gradient() -> None:
+    import keras
+    import tensorflow as tf
+
+    from sd1job.model import build_stateful_model, fused_stateful_call
+
+    keras.utils.set_random_seed(3)
+    model = build_stateful_model(16)
+    # Gate columns told apart: a bias per gate, so a swapped gate order would show.
+    lstm = model.get_layer("lstm").cell
+    lstm.bias.assign(np.repeat([0.3, 1.0, -0.2, 0.5], 16).astype(np.float32))
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(0, 0.5, (3, 50, 1)), tf.float32)
+    h = tf.constant(rng.normal(0, 0.3, (3, 16)), tf.float32)
+    c = tf.constant(rng.normal(0, 0.3, (3, 16)), tf.float32)
+    results = []
+    for call in (lambda: model([x, h, c]), lambda: fused_stateful_call(model, x, h, c)):
+        with tf.GradientTape() as tape:
+            wet, last_h, last_c = call()
+            loss = tf.reduce_sum(tf.square(wet)) + tf.reduce_sum(last_c)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        results.append([wet, last_h, last_c, *gradients])
+    for keras_value, fused_value in zip(*results, strict=True):
+        np.testing.assert_allclose(fused_value.numpy(), keras_value.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_only_windowed_units_are_xla_compiled() -> None:
     from sd1job.training import uses_xla
 
