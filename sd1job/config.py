@@ -160,7 +160,7 @@ class TrainConfig(_Section):
     )
     seed: int = Field(25, description="the first training seed; unit i of a context trains with seed + i")
     repeats: int = Field(1, gt=0, description="training seeds per context (units per arm); 3 or more for statistics")
-    jit_compile: bool = Field(True, description="XLA for windowed units (about 2x faster on CPU at large contexts); stateful units never use it")
+    jit_compile: bool = Field(True, description="XLA for windowed units (about 2x faster on CPU); stateful: never")
     threads: int = Field(
         0, ge=0, description="TensorFlow intra/inter-op threads; 0 = 1/1 on CPU (fastest measured), TF default on GPU"
     )
