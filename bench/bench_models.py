@@ -35,6 +35,7 @@ def main() -> int:
             "train": {
                 "learning_rate": 0.006,
                 "lr_decay": 0.9,
+                "clipnorm": 1.0,
                 "epochs": 1000,
                 "patience": 5,
                 "max_train_seconds": BUDGET,

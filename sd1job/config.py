@@ -156,7 +156,7 @@ class TrainConfig(_Section):
     epochs: int = Field(100, gt=0)
     patience: int = Field(15, gt=0)
     max_train_seconds: float | None = Field(
-        None, gt=0.0, description="stop a unit after the epoch that brings its training time to this (None: no budget)"
+        None, gt=0.0, description="stop a unit after the epoch that uses this budget (validation included); None: none"
     )
     seed: int = Field(25, description="the first training seed; unit i of a context trains with seed + i")
     repeats: int = Field(1, gt=0, description="training seeds per context (units per arm); 3 or more for statistics")

@@ -142,8 +142,8 @@ class UnitRun:
 
     @property
     def out_of_time(self) -> bool:
-        """Whether the training time so far (every epoch, resumes included) has used the budget."""
-        spent = sum(entry["train_seconds"] for entry in self.history)
+        """Whether the training time so far (every epoch with its validation, resumes included) has used the budget."""
+        spent = sum(entry["seconds"] for entry in self.history)
         return self.time_budget is not None and spent >= self.time_budget
 
     @property
