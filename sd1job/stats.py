@@ -452,7 +452,8 @@ def _fit_sentences(fit: Mapping[str, Any], sample_rate: int | None) -> list[str]
     """What the fitted saturating curve says, only as far as its uncertainty allows."""
     if "tau" not in fit:
         return []
-    curve = f"ESR(n) = {fit['a']:.3g} + {fit['b']:.3g} exp(-n / {fit['tau']:.0f})"
+    sign = "-" if fit["b"] < 0 else "+"
+    curve = f"ESR(n) = {fit['a']:.3g} {sign} {abs(fit['b']):.3g} exp(-n / {fit['tau']:.0f})"
     b_se = fit.get("b_se")
     if fit["b"] <= 0:
         return [f"The fitted curve {curve} does not fall with n: more context bought nothing here."]

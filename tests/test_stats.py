@@ -253,3 +253,9 @@ def test_a_flat_or_rising_fit_is_not_read_as_diminishing_returns() -> None:
     sentence = next(s for s in stats.analyse(flat, unit_info(flat))["verdict"] if s.startswith("The fitted curve"))
     assert "reaches 90 %" not in sentence
     assert "does not fall with n" in sentence or "falls by less than twice its uncertainty" in sentence
+
+
+def test_the_fitted_curve_is_written_with_its_own_sign() -> None:
+    rising = {"a": 0.032, "b": -1.07, "tau": 7.0, "b_se": 0.5, "n90": 16.0}
+    (sentence,) = stats._fit_sentences(rising, 44100)
+    assert "ESR(n) = 0.032 - 1.07 exp(-n / 7)" in sentence and "+ -" not in sentence
