@@ -295,7 +295,8 @@ def analyse(
     """The statistics of a sweep, as plain JSON-ready data, with the verdict in words.
 
     ``rows``: one per (unit, riff) with ``kind``, ``context`` (None for stateful), ``seed``, ``esr``.
-    ``units``: unit name -> ``{"val_esr": best validation ESR, "still_improving": bool}``.
+    ``units``: unit name -> ``{"val_esr": best validation ESR, "still_improving": bool, "stop_reason":
+    optional, "max_epochs" or "time_budget"}``.
     """
     seeds_by_arm = _seed_means(rows)
     windowed = [arm for arm in seeds_by_arm if arm != "stateful"]
@@ -360,6 +361,7 @@ def analyse(
         "fit": fit,
         "stateful": stateful,
         "still_improving": improving,
+        "cut_by_time_budget": sorted(n for n in improving if units[n].get("stop_reason") == "time_budget"),
         "units": len(units),
     }
     result["verdict"] = verdict(result, intervals, sample_rate)
@@ -490,13 +492,20 @@ def _stateful_sentences(stateful: Mapping[str, Any] | None, intervals: Mapping[s
 
 
 def _undertrained_sentences(result: Mapping[str, Any]) -> list[str]:
-    """A flag on models the epoch cap cut while they still improved."""
+    """A flag on models the epoch cap or the time budget cut while they still improved."""
     improving = result["still_improving"]
     if not improving:
         return []
+    by_budget = len(result.get("cut_by_time_budget", []))
     were = "was" if len(improving) == 1 else "were"
+    if by_budget == len(improving):
+        cut, remedy = "the time budget", "train.max_train_seconds"
+    elif by_budget == 0:
+        cut, remedy = "the epoch cap", "train.epochs"
+    else:
+        cut, remedy = "the epoch cap or the time budget", "train.epochs and train.max_train_seconds"
     return [
-        f"{len(improving)} of {result['units']} models {were} still improving when the epoch cap cut them "
-        "(validation ESR still falling by more than 3 % over the last 3 epochs): they are undertrained; raise "
-        "train.epochs before reading these numbers as the models' best."
+        f"{len(improving)} of {result['units']} models {were} still improving when {cut} cut them "
+        f"(validation ESR still falling by more than 3 % over the last 3 epochs): they are undertrained; raise "
+        f"{remedy} before reading these numbers as the models' best."
     ]

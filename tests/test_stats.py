@@ -259,3 +259,16 @@ def test_the_fitted_curve_is_written_with_its_own_sign() -> None:
     rising = {"a": 0.032, "b": -1.07, "tau": 7.0, "b_se": 0.5, "n90": 16.0}
     (sentence,) = stats._fit_sentences(rising, 44100)
     assert "ESR(n) = 0.032 - 1.07 exp(-n / 7)" in sentence and "+ -" not in sentence
+
+
+def test_the_undertrained_flag_names_what_cut_the_models_and_what_to_raise() -> None:
+    def sentence(budget: list[str]) -> str:
+        result = {"still_improving": ["c44-s25", "c440-s25"], "cut_by_time_budget": budget, "units": 6}
+        (text,) = stats._undertrained_sentences(result)
+        return text
+
+    assert "the epoch cap cut them" in sentence([]) and "raise train.epochs before" in sentence([])
+    both = sentence(["c44-s25", "c440-s25"])
+    assert "the time budget cut them" in both and "raise train.max_train_seconds before" in both
+    assert "train.epochs and train.max_train_seconds" in sentence(["c440-s25"])
+    assert stats._undertrained_sentences({"still_improving": [], "units": 6}) == []

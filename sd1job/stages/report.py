@@ -277,7 +277,11 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
     analysis = stats.analyse(
         rows,
         {
-            u.name: {"val_esr": d["training"]["best_val_loss"], "still_improving": d["training"]["still_improving"]}
+            u.name: {
+                "val_esr": d["training"]["best_val_loss"],
+                "still_improving": d["training"]["still_improving"],
+                "stop_reason": d["training"].get("stop_reason"),
+            }
             for u, d in scored.items()
         },
         alpha=config.eval.alpha,
