@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,6 +32,36 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# weed derives each of its services' gRPC ports as the service's port + 10000, and refuses a port
+# that is some other service's derived one: choose ports whose twins are free and distinct too.
+WEED_GRPC_OFFSET = 10000
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def weed_ports(count: int, taken: tuple[int, ...] = ()) -> list[int]:
+    """``count`` ports for weed's services: each free with its gRPC twin, none clashing with another's
+    port or twin (nor with ``taken`` and their twins)."""
+    chooser = random.SystemRandom()
+    used = {*taken, *(port + WEED_GRPC_OFFSET for port in taken), *(port - WEED_GRPC_OFFSET for port in taken)}
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = chooser.randrange(20000, 65535 - WEED_GRPC_OFFSET)
+        twin = port + WEED_GRPC_OFFSET
+        if {port, twin} & used or not (_is_free(port) and _is_free(twin)):
+            continue
+        chosen.append(port)
+        used |= {port, twin, port - WEED_GRPC_OFFSET}
+    return chosen
 
 
 def find_binary(name: str) -> str:
@@ -137,10 +168,10 @@ class S3Server(Service):
 
 def start_s3(workdir: Path, port: int | None = None) -> S3Server:
     """Start ``weed mini`` on loopback with the test credentials enforced."""
-    port = port or free_port()
+    port = port or weed_ports(1)[0]
+    master, volume, filer = weed_ports(3, taken=(port,))
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    # weed mini also opens master/volume/filer ports; give each a free one.
     command = [
         find_binary("weed"),
         "mini",
@@ -148,9 +179,9 @@ def start_s3(workdir: Path, port: int | None = None) -> S3Server:
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         f"-s3.port={port}",
-        f"-master.port={free_port()}",
-        f"-volume.port={free_port()}",
-        f"-filer.port={free_port()}",
+        f"-master.port={master}",
+        f"-volume.port={volume}",
+        f"-filer.port={filer}",
         "-webdav=false",
         "-admin.ui=false",
     ]

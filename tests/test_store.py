@@ -138,3 +138,14 @@ def test_open_store_schemes(tmp_path: Path) -> None:
     assert isinstance(open_store(f"file://{tmp_path}"), LocalStore)
     with pytest.raises(StoreError, match="unknown scheme"):
         open_store("gs://bucket")
+
+
+def test_weed_ports_never_clash_with_each_others_grpc_twins() -> None:
+    """weed refuses a port that is another service's port + 10000 (seen once in CI as a failed start)."""
+    from scripts.services import WEED_GRPC_OFFSET, weed_ports
+
+    for _ in range(50):
+        s3 = weed_ports(1)[0]
+        ports = [s3, *weed_ports(3, taken=(s3,))]
+        twins = [p + WEED_GRPC_OFFSET for p in ports]
+        assert len(set(ports) | set(twins)) == 8 and max(twins) <= 65535
