@@ -49,9 +49,10 @@ def learning_rate_at(epoch: int, learning_rate: float, decay: float) -> float:
 
 def uses_xla(kind: str, jit_compile: bool) -> bool:
     """Whether a unit's training step is XLA-compiled: ``train.jit_compile`` for windowed units, never for
-    stateful ones. XLA speeds the windowed model's short unrolled window up, but the stateful model's
-    long truncated-BPTT loop runs many times slower under it on CPU (its gradient loop does not scale
-    with the loop's length; see bench/bench_models.py), and on a GPU it would lose cuDNN's LSTM kernel."""
+    stateful ones (``StatefulFitter`` takes no such switch). XLA speeds the windowed model's short
+    window up, but the stateful model's long truncated-BPTT loop ran about 20x slower under it on CPU
+    (its gradient over 2,048 steps; measured in the README's stateful section), and on a GPU it would
+    lose cuDNN's LSTM kernel."""
     return jit_compile and kind == "windowed"
 
 
@@ -248,7 +249,6 @@ class StatefulFitter:
         lr_decay: float,
         clipnorm: float | None,
         seed: int,
-        jit_compile: bool,
     ) -> None:
         self.model = build_stateful_model(units)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
@@ -273,8 +273,8 @@ class StatefulFitter:
         self.val_targets = len(self._val_starts) * (self._val_length - settings.warmup_samples)
         # Off the GPU (where Keras picks cuDNN's LSTM) the fused CPU kernel runs the stretch.
         self._fused = not tf.config.list_physical_devices("GPU")
-        self._train_step = tf.function(self._train_step_eager, jit_compile=jit_compile, reduce_retracing=True)
-        self._run = tf.function(self._run_eager, jit_compile=jit_compile, reduce_retracing=True)
+        self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)  # never XLA: see uses_xla
+        self._run = tf.function(self._run_eager, reduce_retracing=True)
 
     def optimizer_variables(self) -> list[Any]:
         """The optimiser's variables (built if needed), in a fixed order: what a checkpoint keeps."""

@@ -371,7 +371,6 @@ def build_fitter(
         "learning_rate": train.learning_rate,
         "lr_decay": train.lr_decay,
         "clipnorm": train.clipnorm,
-        "jit_compile": uses_xla(unit.kind, train.jit_compile),
     }
     if unit.kind == "stateful":
         segments = dataset.stateful_segments(
@@ -385,7 +384,16 @@ def build_fitter(
     assert unit.context is not None
     split = dataset.load_split(store, layout, unit.context)
     check_positions(split, unit.context, len(dry), store.url(layout.positions(unit.context)))
-    fitter = WindowedFitter(dry, wet, split, unit.context, batch_size=train.batch_size, seed=unit.seed, **common)
+    fitter = WindowedFitter(
+        dry,
+        wet,
+        split,
+        unit.context,
+        batch_size=train.batch_size,
+        seed=unit.seed,
+        jit_compile=train.jit_compile,
+        **common,
+    )
     return fitter, digest_arrays([dry, wet, split.train, split.val])
 
 
