@@ -158,6 +158,12 @@ class TrainConfig(_Section):
     max_train_seconds: float | None = Field(
         None, gt=0.0, description="stop a unit after the epoch that uses this budget (validation included); None: none"
     )
+    max_recoveries: int = Field(
+        3,
+        ge=0,
+        description="times a diverging unit is rolled back to its last epoch and retried at half the learning rate "
+        "before it stops as diverged (sd1job/health.py has the rules); 0: stop at the first divergence",
+    )
     seed: int = Field(25, description="the first training seed; unit i of a context trains with seed + i")
     repeats: int = Field(1, gt=0, description="training seeds per context (units per arm); 3 or more for statistics")
     jit_compile: bool = Field(True, description="XLA for windowed units (about 2x faster on CPU); stateful: never")

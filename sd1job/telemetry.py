@@ -62,6 +62,18 @@ WINDOWS_PER_SECOND = Gauge(
 TRAIN_ESR = Gauge("sd1job_train_esr", "Training ESR (loss) of the last epoch.", _TRAIN_LABELS, registry=REGISTRY)
 VAL_ESR = Gauge("sd1job_val_esr", "Validation ESR of the last epoch.", _TRAIN_LABELS, registry=REGISTRY)
 BEST_VAL_ESR = Gauge("sd1job_best_val_esr", "Best validation ESR so far.", _TRAIN_LABELS, registry=REGISTRY)
+RECOVERIES = Counter(
+    "sd1job_recoveries",  # exposed as sd1job_recoveries_total
+    "Divergences recovered from: rolled back to the last epoch and retried at a lower learning rate.",
+    _TRAIN_LABELS,
+    registry=REGISTRY,
+)
+UNIT_FAILED = Gauge(
+    "sd1job_unit_failed",
+    "1 when the finished unit failed (outcome failed_to_learn or diverged), 0 when it learned.",
+    (*_TRAIN_LABELS, "outcome"),
+    registry=REGISTRY,
+)
 TRAIN_COMPLETED = Gauge(
     "sd1job_train_completed_timestamp_seconds",
     "Unix time at which this unit finished training.",
@@ -82,6 +94,8 @@ TRAIN_METRICS = (
     TRAIN_ESR,
     VAL_ESR,
     BEST_VAL_ESR,
+    RECOVERIES,
+    UNIT_FAILED,
     TRAIN_COMPLETED,
 )
 SWEEP_METRICS = (SWEEP_STATUS, SWEEP_FINISHED)
@@ -147,11 +161,11 @@ class TrainingMetrics:
     def start(self, epochs_planned: int) -> None:
         """Reset this unit's series (a fresh start; a resume or a skip replays its epochs next)."""
         for metric in TRAIN_METRICS:
-            with contextlib.suppress(KeyError):
-                metric.remove(*self._labels)
+            metric.remove_by_labels(dict(zip(_TRAIN_LABELS, self._labels, strict=True)))
         EPOCHS_PLANNED.labels(*self._labels).set(epochs_planned)
         EPOCHS_COMPLETED.labels(*self._labels).set(0)
         WINDOWS_PROCESSED.labels(*self._labels).inc(0)
+        RECOVERIES.labels(*self._labels).inc(0)
 
     def record_epoch(self, entry: dict[str, Any], targets: int, best_val_esr: float) -> None:
         """Account one finished epoch from its history entry (``epoch``, ``seconds``, ``loss``, ``val_loss``,
@@ -165,17 +179,25 @@ class TrainingMetrics:
         VAL_ESR.labels(*labels).set(entry["val_loss"])
         BEST_VAL_ESR.labels(*labels).set(best_val_esr)
 
-    def replay(self, epochs: list[dict[str, Any]], targets: int, epochs_planned: int) -> None:
-        """Start over and account every epoch of a history (what a resumed or skipped unit did before)."""
+    def record_recovery(self) -> None:
+        """Account one recovery from a divergence."""
+        RECOVERIES.labels(*self._labels).inc()
+
+    def replay(
+        self, epochs: list[dict[str, Any]], targets: int, epochs_planned: int, recoveries: list[Any] | None = None
+    ) -> None:
+        """Start over and account every epoch and recovery of a history (what a resumed or skipped unit did before)."""
         self.start(epochs_planned)
         best = math.inf
         for entry in epochs:
             best = min(best, entry["val_loss"])
             self.record_epoch(entry, targets, best)
+        RECOVERIES.labels(*self._labels).inc(len(recoveries or []))
 
-    def completed(self, timestamp: float | None = None) -> None:
-        """Mark this unit finished."""
+    def completed(self, timestamp: float | None = None, outcome: str = "learned") -> None:
+        """Mark this unit finished, with its outcome (learned, failed_to_learn or diverged)."""
         TRAIN_COMPLETED.labels(*self._labels).set(time.time() if timestamp is None else timestamp)
+        UNIT_FAILED.labels(*self._labels, outcome).set(0 if outcome == "learned" else 1)
 
     def push(self) -> bool:
         """Pushadd this unit's series if a Pushgateway is set; on failure warn (once per outage) and go on."""

@@ -2,7 +2,10 @@
 
 Both fitters run epochs ``start .. epochs-1`` and call ``on_epoch(epoch, logs, seconds,
 train_seconds)`` after each (epochs counted from 1); it returns True to stop (early stopping).
-The logs hold ``loss``, ``val_loss`` (ESR), ``mse``, ``mae``, ``val_mse`` and ``val_mae``.
+The logs hold ``loss``, ``val_loss`` (ESR), ``mse``, ``mae``, ``val_mse`` and ``val_mae``. After
+every update they call ``on_update(epoch, update, loss)`` (update counted from 1 within the
+epoch) with that update's training loss; True abandons the epoch at once (a divergence: the
+caller rolls back and calls ``fit`` again), and ``on_epoch`` is not called for it.
 An epoch's batches depend only on (seed, epoch), never on where training (re)started, so a
 resumed run sees exactly the batches an uninterrupted one would.
 
@@ -33,18 +36,33 @@ import tensorflow as tf
 
 from sd1job import dataset
 from sd1job.config import StatefulConfig
+from sd1job.health import trivial_esr
 from sd1job.model import build_model, build_stateful_model, esr_loss, fused_stateful_call
 from sd1job.scores import ESR_EPSILON
 
 log = logging.getLogger(__name__)
 
 OnEpoch = Callable[[int, dict[str, float], float, float], bool]
+OnUpdate = Callable[[int, int, float], bool]
 
 
 def learning_rate_at(epoch: int, learning_rate: float, decay: float) -> float:
     """The learning rate of 0-based epoch ``epoch``: ``learning_rate * decay**epoch`` (a pure function of the
     epoch, so a resumed run follows the same schedule)."""
     return learning_rate * decay**epoch
+
+
+class Schedule:
+    """A unit's learning rate per 0-based epoch: ``learning_rate_at`` times ``scale``, which each recovery from a
+    divergence lowers (the train stage keeps it in the checkpoint, so a resumed run follows the same rates)."""
+
+    def __init__(self, learning_rate: float, decay: float) -> None:
+        self.learning_rate = learning_rate
+        self.decay = decay
+        self.scale = 1.0
+
+    def __call__(self, epoch: int) -> float:
+        return learning_rate_at(epoch, self.learning_rate, self.decay) * self.scale
 
 
 def uses_xla(kind: str, jit_compile: bool) -> bool:
@@ -151,25 +169,51 @@ def window_dataset(
 
 
 class _EpochHook(keras.callbacks.Callback):
-    """Sets each epoch's learning rate, times the epoch (training part and total), hands the logs to ``on_epoch``."""
+    """Sets each epoch's learning rate, hands every batch's loss to ``on_update`` and each epoch's logs (timed:
+    training part and total) to ``on_epoch``; abandons the epoch when ``on_update`` says so.
 
-    def __init__(self, on_epoch: OnEpoch, schedule: Callable[[int], float]) -> None:
+    Keras reports the running mean of the epoch's loss after each batch (weighted by batch size);
+    the batch's own loss is recovered from two consecutive means."""
+
+    def __init__(
+        self, on_epoch: OnEpoch, on_update: OnUpdate, schedule: Callable[[int], float], batch_size: int, targets: int
+    ) -> None:
         super().__init__()
         self._on_epoch = on_epoch
+        self._on_update = on_update
         self._schedule = schedule
+        self._batch_size = batch_size
+        self._targets = targets
+        self._epoch = 0
         self._started = 0.0
         self._train_ended: float | None = None
+        self._seen = 0
+        self._mean = 0.0
+        self._abandoned = False
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.model.optimizer.learning_rate.assign(self._schedule(epoch))
+        self._epoch = epoch
         self._started = time.perf_counter()
         self._train_ended = None
+        self._seen, self._mean, self._abandoned = 0, 0.0, False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        running = float((logs or {})["loss"])
+        seen = min((batch + 1) * self._batch_size, self._targets)
+        loss = (seen * running - self._seen * self._mean) / max(seen - self._seen, 1)
+        self._seen, self._mean = seen, running
+        if self._on_update(self._epoch + 1, batch + 1, loss):
+            self._abandoned = True
+            self.model.stop_training = True
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         if self._train_ended is None:
             self._train_ended = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._abandoned:
+            return
         now = time.perf_counter()
         train_seconds = (self._train_ended or now) - self._started
         logs = {name: float(value) for name, value in (logs or {}).items()}
@@ -196,18 +240,19 @@ class WindowedFitter:
         jit_compile: bool,
     ) -> None:
         self.model = build_model(context, units, learning_rate, clipnorm)
-        self.schedule = lambda epoch: learning_rate_at(epoch, learning_rate, lr_decay)
+        self.schedule = Schedule(learning_rate, lr_decay)
         self.model.jit_compile = jit_compile
         self.train_targets = len(split.train)
         self.val_targets = len(split.val)
+        self.trivial_val_esr = trivial_esr(dry[split.val], wet[split.val])
         self._data = (dry, wet, split, context, batch_size, seed)
 
     def optimizer_variables(self) -> list[Any]:
         """The optimiser's variables (built if needed), in a fixed order: what a checkpoint keeps."""
         return _optimizer_variables(self.model, self.model.optimizer)
 
-    def fit(self, start: int, epochs: int, on_epoch: OnEpoch, progress_bar: bool = False) -> None:
-        """Run epochs ``start+1 .. epochs``; stop early when ``on_epoch`` says so."""
+    def fit(self, start: int, epochs: int, on_epoch: OnEpoch, on_update: OnUpdate, progress_bar: bool = False) -> None:
+        """Run epochs ``start+1 .. epochs``; stop when ``on_epoch`` says so, abandon one when ``on_update`` does."""
         dry, wet, split, context, batch_size, seed = self._data
         train_data = window_dataset(
             dry, wet, split.train, context, batch_size, shuffle_seed=seed, epochs=(start, epochs)
@@ -218,7 +263,7 @@ class WindowedFitter:
             initial_epoch=start,
             steps_per_epoch=math.ceil(len(split.train) / batch_size),
             validation_data=window_dataset(dry, wet, split.val, context, batch_size),
-            callbacks=[_EpochHook(on_epoch, self.schedule)],
+            callbacks=[_EpochHook(on_epoch, on_update, self.schedule, batch_size, len(split.train))],
             shuffle=False,  # the dataset shuffles, per epoch, statelessly
             verbose=1 if progress_bar else 0,
         )
@@ -252,7 +297,7 @@ class StatefulFitter:
     ) -> None:
         self.model = build_stateful_model(units)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
-        self.schedule = lambda epoch: learning_rate_at(epoch, learning_rate, lr_decay)
+        self.schedule = Schedule(learning_rate, lr_decay)
         self.settings = settings
         self.units = units
         self.seed = seed
@@ -271,6 +316,7 @@ class StatefulFitter:
             self._val_starts = np.array([segments.val_start])
             self._val_length = len(dry) - segments.val_start
         self.val_targets = len(self._val_starts) * (self._val_length - settings.warmup_samples)
+        self.trivial_val_esr = trivial_esr(self._dry[segments.val_start :], self._wet[segments.val_start :])
         # Off the GPU (where Keras picks cuDNN's LSTM) the fused CPU kernel runs the stretch.
         self._fused = not tf.config.list_physical_devices("GPU")
         self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)  # never XLA: see uses_xla
@@ -320,7 +366,8 @@ class StatefulFitter:
         _, h, c = self._run(tf.constant(x[:, : self.settings.warmup_samples]), zeros, zeros)
         return h, c
 
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def _train_epoch(self, epoch: int, on_update: OnUpdate) -> dict[str, float] | None:
+        """One epoch's mean training loss, MSE and MAE; None when ``on_update`` abandoned it."""
         order = dataset.epoch_order(len(self.segments.starts), self.seed, epoch)
         totals = np.zeros(3)
         updates = 0
@@ -334,6 +381,8 @@ class StatefulFitter:
                 )
                 totals += (float(loss), float(mse), float(mae))
                 updates += 1
+                if on_update(epoch + 1, updates, float(loss)):
+                    return None
         loss, mse, mae = totals / max(updates, 1)
         return {"loss": loss, "mse": mse, "mae": mae}
 
@@ -355,12 +404,14 @@ class StatefulFitter:
             "val_mae": absolute / count,
         }
 
-    def fit(self, start: int, epochs: int, on_epoch: OnEpoch, progress_bar: bool = False) -> None:
-        """Run epochs ``start+1 .. epochs``; stop early when ``on_epoch`` says so."""
+    def fit(self, start: int, epochs: int, on_epoch: OnEpoch, on_update: OnUpdate, progress_bar: bool = False) -> None:
+        """Run epochs ``start+1 .. epochs``; stop when ``on_epoch`` says so, abandon one when ``on_update`` does."""
         for epoch in range(start, epochs):
             self.optimizer.learning_rate.assign(self.schedule(epoch))
             started = time.perf_counter()
-            logs = self._train_epoch(epoch)
+            logs = self._train_epoch(epoch, on_update)
+            if logs is None:
+                return
             train_seconds = time.perf_counter() - started
             logs.update(self.validate())
             if on_epoch(epoch + 1, logs, time.perf_counter() - started, train_seconds):

@@ -156,6 +156,15 @@ def _loss_axes(axes: Any, history: Mapping[str, Any], *, small: bool = False, la
     best = history.get("best_epoch")
     if best:
         axes.axvline(best, color="grey", linestyle=":", linewidth=1, label=None if small else f"best epoch {best}")
+    for index, recovery in enumerate(history.get("recoveries", [])):
+        # The abandoned epoch was retried from the end of the one before: mark the boundary.
+        axes.axvline(
+            recovery["epoch"] - 0.5,
+            color="tab:red",
+            linewidth=1,
+            alpha=0.7,
+            label=None if small or index else "divergence: rolled back, learning rate halved",
+        )
     losses = [entry.get(f) for entry in entries for f in ("loss", "val_loss")]
     if losses and all(v is not None and v > 0 for v in losses):
         axes.set_yscale("log")

@@ -40,6 +40,14 @@ from sd1job.checkpoint import (
 from sd1job.config import Config, StatefulConfig, TrainConfig
 from sd1job.errors import UserError
 from sd1job.hashing import digest_arrays, fingerprint
+from sd1job.health import (
+    RECOVERY_LR_FACTOR,
+    STOP_DIVERGED,
+    Divergence,
+    DivergenceGuard,
+    outcome,
+    recovery_record,
+)
 from sd1job.layout import RunLayout
 from sd1job.model import flops_per_sample
 from sd1job.report.plots import loss_curve
@@ -57,7 +65,7 @@ STOP_MAX_EPOCHS = "max_epochs"
 STOP_TIME_BUDGET = "time_budget"
 # Settings that change how fast training runs or how long, not what an epoch computes: a
 # checkpoint made with other values is still resumed (epochs and patience only extend or cut).
-_SPEED_AND_LENGTH = {"epochs", "patience", "max_train_seconds", "jit_compile", "threads", "repeats"}
+_SPEED_AND_LENGTH = {"epochs", "patience", "max_train_seconds", "max_recoveries", "jit_compile", "threads", "repeats"}
 
 
 class TrainError(UserError, RuntimeError):
@@ -117,7 +125,13 @@ def is_finished(store: Store, layout: RunLayout, unit: Unit) -> bool:
 
 @dataclass
 class UnitRun:
-    """The state of one unit's training: history, early stopping, best weights; checkpointed every epoch."""
+    """The state of one unit's training: history, early stopping, best weights, the divergence guard and its
+    recoveries; checkpointed every epoch.
+
+    A divergence (``sd1job.health``) abandons the epoch in flight: the model and the optimiser go back
+    to the last finished epoch (what the checkpoint holds), the learning rate is halved, and the epoch
+    is trained again, at most ``max_recoveries`` times; then the unit stops as ``diverged`` with the
+    best weights it had."""
 
     unit: Unit
     fitter: WindowedFitter | StatefulFitter
@@ -125,6 +139,7 @@ class UnitRun:
     patience: int
     epochs_planned: int
     time_budget: float | None
+    max_recoveries: int
     metrics: TrainingMetrics
     store: Store
     checkpoint_key: str
@@ -134,6 +149,11 @@ class UnitRun:
         self.early = EarlyStopping(self.patience)
         self.best_weights: list[np.ndarray] = []
         self.resumed_at: list[int] = []
+        self.guard = DivergenceGuard()
+        self.recoveries: list[dict[str, Any]] = []
+        self.diverged = False
+        self.divergence: Divergence | None = None
+        self.last_good = self.checkpoint()
 
     @property
     def epochs_done(self) -> int:
@@ -149,25 +169,34 @@ class UnitRun:
     @property
     def stop_reason(self) -> str:
         """Why training ended (or would end now)."""
+        if self.diverged:
+            return STOP_DIVERGED
         if self.early.should_stop:
             return STOP_EARLY
         return STOP_TIME_BUDGET if self.out_of_time else STOP_MAX_EPOCHS
 
     def resume(self, checkpoint: Checkpoint) -> None:
-        """Continue from a checkpoint: weights, Adam state, early stopping, history; replay the metrics."""
-        model = self.fitter.model
-        model.set_weights(checkpoint.weights)
-        variables = self.fitter.optimizer_variables()
-        if len(variables) != len(checkpoint.optimizer):
-            raise TrainError("checkpoint optimizer state does not match the model; rerun with --force")
-        for variable, value in zip(variables, checkpoint.optimizer, strict=True):
-            variable.assign(value)
+        """Continue from a checkpoint: weights, Adam state, early stopping, guard, history; replay the metrics."""
+        self._restore(checkpoint)
         state = checkpoint.state
         self.history = list(state["history"])
         self.early = EarlyStopping.from_json(self.patience, state["early_stopping"])
         self.best_weights = checkpoint.best_weights
         self.resumed_at = [*state.get("resumed_at", []), self.epochs_done]
-        self.metrics.replay(self.history, self.fitter.train_targets, self.epochs_planned)
+        self.guard = DivergenceGuard.from_json(state.get("guard"))
+        self.recoveries = list(state.get("recoveries", []))
+        self.fitter.schedule.scale = float(state.get("learning_rate_scale", 1.0))
+        self.last_good = checkpoint
+        self.metrics.replay(self.history, self.fitter.train_targets, self.epochs_planned, self.recoveries)
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        """Put the checkpoint's weights and optimiser state into the model."""
+        self.fitter.model.set_weights(checkpoint.weights)
+        variables = self.fitter.optimizer_variables()
+        if len(variables) != len(checkpoint.optimizer):
+            raise TrainError("checkpoint optimizer state does not match the model; rerun with --force")
+        for variable, value in zip(variables, checkpoint.optimizer, strict=True):
+            variable.assign(value)
 
     def checkpoint(self) -> Checkpoint:
         """The state after the last finished epoch."""
@@ -179,12 +208,64 @@ class UnitRun:
             "early_stopping": self.early.to_json(),
             "history": self.history,
             "resumed_at": self.resumed_at,
+            "guard": self.guard.to_json(),
+            "recoveries": self.recoveries,
+            "learning_rate_scale": self.fitter.schedule.scale,
         }
         optimizer = [np.asarray(v.numpy()) for v in self.fitter.optimizer_variables()]
         return Checkpoint(state, self.fitter.model.get_weights(), optimizer, self.best_weights)
 
+    def _save_checkpoint(self) -> None:
+        self.last_good = self.checkpoint()
+        self.store.write_bytes(self.checkpoint_key, encode_checkpoint(self.last_good))
+
+    def train(self, progress_bar: bool = False) -> None:
+        """Fit until early stopping, the epoch cap or the time budget; recover from divergences on the way."""
+        while self.epochs_done < self.epochs_planned and self.stop_reason == STOP_MAX_EPOCHS:
+            self.divergence = None
+            self.fitter.fit(self.epochs_done, self.epochs_planned, self.on_epoch, self.on_update, progress_bar)
+            if self.divergence is None or not self.recover(self.divergence):
+                return
+
+    def on_update(self, epoch: int, step: int, loss: float) -> bool:
+        """Watch one update's loss; True (abandon the epoch) when the guard sees a divergence."""
+        self.divergence = self.guard.observe(epoch, step, loss)
+        return self.divergence is not None
+
+    def recover(self, divergence: Divergence) -> bool:
+        """Roll back to the last finished epoch at a lower learning rate; False (diverged) when out of recoveries."""
+        self._restore(self.last_good)  # the weights in flight may be NaN
+        self.guard.restart()
+        if len(self.recoveries) >= self.max_recoveries:
+            self.diverged = True
+            log.error(
+                "train %s: %s; no recovery left (train.max_recoveries %d): stopping as diverged",
+                self.unit.name,
+                divergence.describe(),
+                self.max_recoveries,
+            )
+            return False
+        self.fitter.schedule.scale *= RECOVERY_LR_FACTOR
+        record = recovery_record(divergence, self.fitter.schedule.scale)
+        record["learning_rate"] = self.fitter.schedule(divergence.epoch - 1)
+        self.recoveries.append(record)
+        self.metrics.record_recovery()
+        self._save_checkpoint()
+        self.metrics.push()
+        log.warning(
+            "train %s: %s; rolled back to epoch %d, learning rate x%g (%.3g), recovery %d of %d",
+            self.unit.name,
+            divergence.describe(),
+            self.epochs_done,
+            self.fitter.schedule.scale,
+            record["learning_rate"],
+            len(self.recoveries),
+            self.max_recoveries,
+        )
+        return True
+
     def on_epoch(self, epoch: int, logs: dict[str, float], seconds: float, train_seconds: float) -> bool:
-        """Record a finished epoch, checkpoint it, report it; True when early stopping says stop."""
+        """Record a finished epoch, checkpoint it, report it; True when training should stop here."""
         entry = {
             "epoch": epoch,
             **{name: float(logs[name]) for name in ("loss", "val_loss", "mse", "mae", "val_mse", "val_mae")},
@@ -194,15 +275,17 @@ class UnitRun:
             "learning_rate": self.fitter.schedule(epoch - 1),
         }
         if not (math.isfinite(entry["loss"]) and math.isfinite(entry["val_loss"])):
-            raise TrainError(
-                f"{self.unit.name}: training diverged at epoch {epoch} (loss {entry['loss']}, val_loss "
-                f"{entry['val_loss']}); lower train.learning_rate"
-            )
+            # The last updates blew the weights up after the guard's last look: a divergence like any other.
+            self.divergence = Divergence("non_finite", epoch, 0, None, None)
+            return True
+        self.divergence = self.guard.end_epoch(epoch)
+        if self.divergence is not None:
+            return True
         if self.early.update(epoch, entry["val_loss"]):
             self.best_weights = self.fitter.model.get_weights()
         self.history.append(entry)
         self.metrics.record_epoch(entry, self.fitter.train_targets, self.early.best_val_loss)
-        self.store.write_bytes(self.checkpoint_key, encode_checkpoint(self.checkpoint()))
+        self._save_checkpoint()
         log.info(
             "train %s epoch %d/%d: loss %.5f val_loss %.5f | %.1f s, %s targets/s | best %.5f (epoch %d)",
             self.unit.name,
@@ -219,8 +302,10 @@ class UnitRun:
         return self.early.should_stop or self.out_of_time
 
     def final_history(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """history.json: per-epoch entries and the run's totals."""
+        """history.json: per-epoch entries, the run's totals, its recoveries and whether it learned."""
         total = sum(e["seconds"] for e in self.history)
+        best = self.early.best_val_loss if math.isfinite(self.early.best_val_loss) else None
+        result = outcome(self.stop_reason, best, self.fitter.trivial_val_esr)
         return {
             "unit": self.unit.name,
             "kind": self.unit.kind,
@@ -232,7 +317,7 @@ class UnitRun:
             "val_windows": self.fitter.val_targets,
             "epochs": self.history,
             "best_epoch": self.early.best_epoch,
-            "best_val_loss": self.early.best_val_loss,
+            "best_val_loss": best,
             "epochs_run": self.epochs_done,
             "epochs_planned": self.epochs_planned,
             "total_seconds": round(total, 4),
@@ -240,6 +325,11 @@ class UnitRun:
             "stop_reason": self.stop_reason,
             "still_improving": still_improving([e["val_loss"] for e in self.history], self.early.should_stop),
             "resumed_at_epochs": self.resumed_at,
+            "recoveries": self.recoveries,
+            "learning_rate_scale": self.fitter.schedule.scale,
+            "reference_val_esr": self.fitter.trivial_val_esr,
+            "outcome": result,
+            "failed_to_learn": result != "learned",
             "fingerprint": self.fingerprint,
             "train_settings": settings,
             "finished_at": time.time(),
@@ -280,6 +370,7 @@ def train_unit(
         train.patience,
         train.epochs,
         train.max_train_seconds,
+        train.max_recoveries,
         metrics,
         store,
         layout.checkpoint(unit),
@@ -307,26 +398,43 @@ def train_unit(
         "on" if xla else "off",
     )
 
-    if state.epochs_done < train.epochs and state.stop_reason == STOP_MAX_EPOCHS:
-        fitter.fit(state.epochs_done, train.epochs, state.on_epoch, progress_bar)
+    state.train(progress_bar)
     if state.best_weights:
         fitter.model.set_weights(state.best_weights)
     history = state.final_history(settings)
     runtime["jit_compile"] = xla
     write_outputs(store, layout, unit, fitter, history, runtime, config.model_dump(mode="json"))
-    metrics.completed(history["finished_at"])
+    metrics.completed(history["finished_at"], history["outcome"])
     metrics.push()
-    log.info(
-        "train %s: done, %d epochs (%s), best val_loss %.5f at epoch %d, %.1f s/epoch -> %s",
+    log.log(
+        logging.INFO if history["outcome"] == "learned" else logging.WARNING,
+        "train %s: done, %d epochs (%s), best val_loss %s at epoch %d, %.1f s/epoch, %s -> %s",
         unit.name,
         history["epochs_run"],
         history["stop_reason"],
-        history["best_val_loss"],
+        _loss_text(history["best_val_loss"]),
         history["best_epoch"],
         history["seconds_per_epoch"],
+        outcome_text(history),
         store.url(layout.unit_dir(unit)),
     )
     return history
+
+
+def _loss_text(value: float | None) -> str:
+    return "none" if value is None else f"{value:.5f}"
+
+
+def outcome_text(history: dict[str, Any]) -> str:
+    """``learned`` or what went wrong, with the recoveries it took (for logs and the loss plot's title)."""
+    recoveries = len(history.get("recoveries", []))
+    after = f" after {recoveries} recover{'y' if recoveries == 1 else 'ies'}" if recoveries else ""
+    reference = history.get("reference_val_esr")
+    if history.get("outcome") == "failed_to_learn" and reference is not None:
+        return f"FAILED TO LEARN (trivial model: val ESR {reference:.3g}){after}"
+    return {"diverged": "DIVERGED", "failed_to_learn": "FAILED TO LEARN"}.get(
+        history.get("outcome", ""), "learned"
+    ) + after
 
 
 def skip_trained(
@@ -340,10 +448,10 @@ def skip_trained(
     """A trained unit: say so, warn if it was trained with other settings, re-push its final metrics."""
     history = store.read_json(layout.history(unit))
     log.info(
-        "train %s: already trained (%d epochs, best val_loss %.5f at epoch %d) at %s; use --force to retrain",
+        "train %s: already trained (%d epochs, best val_loss %s at epoch %d) at %s; use --force to retrain",
         unit.name,
         history.get("epochs_run", 0),
-        history.get("best_val_loss", math.nan),
+        _loss_text(history.get("best_val_loss")),
         history.get("best_epoch", 0),
         store.url(layout.unit_dir(unit)),
     )
@@ -355,8 +463,10 @@ def skip_trained(
             unit.name,
             ", ".join(changed),
         )
-    metrics.replay(history.get("epochs", []), int(history.get("train_windows", 0)), epochs_planned)
-    metrics.completed(history.get("finished_at"))
+    metrics.replay(
+        history.get("epochs", []), int(history.get("train_windows", 0)), epochs_planned, history.get("recoveries")
+    )
+    metrics.completed(history.get("finished_at"), history.get("outcome", "learned"))
     metrics.push()
     return history
 
@@ -447,7 +557,9 @@ def write_outputs(
 ) -> None:
     """Write model.keras, loss.png, summary.json, then history.json (the 'trained' mark), then drop the checkpoint."""
     store.write_bytes(layout.model(unit), model_bytes(fitter.model))
-    title = f"{unit.name}: best val ESR {history['best_val_loss']:.4g} at epoch {history['best_epoch']}"
+    title = f"{unit.name}: best val ESR {_loss_text(history['best_val_loss'])} at epoch {history['best_epoch']}"
+    if history["outcome"] != "learned" or history["recoveries"]:
+        title += f"\n{outcome_text(history)}"
     store.write_bytes(layout.loss_plot(unit), loss_curve(history, title))
     units = history["lstm_units"]
     summary = {
