@@ -2,36 +2,38 @@
 
 Pure (no TensorFlow): the fitters feed every update's training loss to a ``DivergenceGuard``; the
 train stage rolls back and retries at a lower learning rate when it trips (``RECOVERY_LR_FACTOR``,
-at most ``train.max_recoveries`` times); ``outcome`` is the one rule that train, eval and report
-use to tell a unit that learned from one that failed.
+at most ``train.max_recoveries`` times); ``outcome`` is the one rule that train, eval and report use
+to tell a unit that learned from one that failed.
 
 Divergence rules, checked after every update on the median loss of the last ``SPIKE_WINDOW``
 updates, and again when an epoch ends on the median of all its updates (so an epoch that was bad
 from its first update is never accepted as a state to roll back to):
 
 - ``non_finite``: the update's loss is NaN or infinite (the weights are then unusable).
-- ``loss_explosion``: the median exceeds ``EXPLOSION_LEVEL`` (10): ten times worse than a model that outputs silence (ESR 1), where a
-  freshly initialised model starts (its median is about 1). This catches a learning rate so high
-  that the loss blows up from the first updates, before there is a "lowest" to compare with.
-- ``loss_spike``: the median exceeds ``SPIKE_FACTOR`` times the lowest window median seen so far
-  in the unit's training (carried across epochs and resumes), and exceeds ``SPIKE_FLOOR``. A median over a window ignores single odd batches (a
-  batch of quiet windows has a large ESR on its own); the lowest median is a robust "best so far".
-  The factor and floor come from measured runs: on the demo data the medians of healthy units
-  rose at most about 1.6x above their running lowest (the learning rate decays epoch by epoch, the
-  window's median wobbles), while the unit that diverged (local profile, AMD EPYC) went from a
-  lowest median of about 0.3 to above 2 within one epoch. ``SPIKE_FLOOR`` keeps a tiny model that
-  rises from 0.001 to 0.005 (still a good model) from counting as a divergence.
+- ``loss_explosion``: the median exceeds ``EXPLOSION_LEVEL`` (10): ten times worse than a model that
+  outputs silence (ESR 1), where a freshly initialised model starts (its median is about 1). This
+  catches a learning rate so high that the loss blows up from the first updates, before there is a
+  "lowest" to compare with.
+- ``loss_spike``: the median exceeds ``SPIKE_FACTOR`` times the lowest window median seen so far in
+  the unit's training (carried across epochs and resumes), and exceeds ``SPIKE_FLOOR``. A median
+  over a window ignores single odd batches (a batch of quiet windows has a large ESR on its own);
+  the lowest median is a robust "best so far". The factor and floor come from measured runs: on the
+  demo data the medians of healthy units rose at most about 1.6x above their running lowest (the
+  learning rate decays epoch by epoch, the window's median wobbles), while the unit that diverged
+  (local profile, AMD EPYC) went from a lowest median of about 0.3 to above 2 within one epoch.
+  ``SPIKE_FLOOR`` keeps a tiny model that rises from 0.001 to 0.005 (still a good model) from
+  counting as a divergence.
 
-Whether a unit learned: the trivial models a pedal capture must beat are silence (ESR 1) and the
-dry signal passed through at its best gain (ESR ``1 - rho^2``, rho the uncentred correlation of
-dry and wet at the validation targets), whichever is lower: ``trivial_esr``. A unit whose best
-validation ESR is not clearly below that reference, by at least a fifth (``LEARNED_FRACTION`` 0.8),
-has learned no more than a wire with a volume knob: ``failed_to_learn``. The margin separates a
-training run stuck at the trivial level (the diverged unit above: validation ESR 0.82 against a
-reference of 0.71 on the demo data) from a model that learned, however modestly; it does not judge
-whether a model is good enough (the report's ESR and the listening test do). A unit whose training diverged
-beyond its recoveries is ``diverged``. Both are failures: the report names them and leaves them
-out of every interval, test and fit, never folding them into seed noise.
+Whether a unit learned: the trivial models a pedal capture must beat are silence (ESR 1) and the dry
+signal passed through at its best gain (ESR ``1 - rho^2``, rho the uncentred correlation of dry and
+wet at the validation targets), whichever is lower: ``trivial_esr``. A unit whose best validation
+ESR is not clearly below that reference, by at least a fifth (``LEARNED_FRACTION`` 0.8), has learned
+no more than a wire with a volume knob: ``failed_to_learn``. The margin separates a training run
+stuck at the trivial level (the diverged unit above: validation ESR 0.82 against a reference of 0.71
+on the demo data) from a model that learned, however modestly; it does not judge whether a model is
+good enough (the report's ESR and the listening test do). A unit whose training diverged beyond its
+recoveries is ``diverged``. Both are failures: the report names them and leaves them out of every
+interval, test and fit, never folding them into seed noise.
 """
 
 from __future__ import annotations
