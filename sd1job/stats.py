@@ -49,7 +49,19 @@ TEST_METHOD = (
 )
 STATEFUL_METHOD = "Welch tests on log ESR against every windowed context"
 CHANGE_METHOD = "ratio of geometric means over seeds; 95 % interval from the Welch comparison of log ESR"
+OUTLIER_METHOD = (
+    "a model whose log ESR is more than 4 robust seed standard deviations from its arm's other seeds "
+    "(arms of 3 or more seeds; the spread from the median gap between seeds of one arm)"
+)
+FIT_METHOD = "a + b exp(-n / tau) fitted to log ESR with a soft-L1 loss, then checked leaving out each model in turn"
 MIN_FIT_CONTEXTS = 4
+# The robust fit's loss turns from quadratic to linear beyond this log-ESR residual (about 2.5
+# seed standard deviations of the demo data's 0.1 to 0.15): a model that far off pulls linearly.
+FIT_LOSS_SCALE = 0.3
+# A leave-one-out fit whose 90 % point moves by more than this factor says the curve hangs on one unit.
+FRAGILE_N90_FACTOR = 2.0
+# Leave-one-out score beyond which a model that learned is named as an outlier of its arm.
+OUTLIER_Z = 4.0
 
 
 @dataclass(frozen=True)
@@ -213,40 +225,158 @@ def saturating(n: np.ndarray, a: float, b: float, tau: float) -> np.ndarray:
     return a + b * np.exp(-np.asarray(n, dtype=float) / tau)
 
 
-def fit_saturating(contexts: Sequence[float], esr: Sequence[float]) -> dict[str, Any]:
-    """Fit ``a + b exp(-n / tau)`` to (context, ESR) points (one per model).
+def fit_saturating(
+    contexts: Sequence[float], esr: Sequence[float], names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Fit ``a + b exp(-n / tau)`` to (context, ESR) points (one per model that learned), robustly.
 
-    Returns ``a, b, tau`` with standard errors, R^2, ``n90`` (the context where 90 % of the gain
-    from n = 0 to infinity is reached: tau ln 10) and the curve on a grid for plotting; or
-    ``{"reason": ...}`` when fewer than four distinct contexts are given or the fit fails.
+    The fit minimises a soft-L1 loss (``scipy.optimize.least_squares``, scale ``FIT_LOSS_SCALE``)
+    of the residuals in log ESR: seed spread is multiplicative, so every point weighs alike whatever
+    its ESR, and a point far off the curve pulls it linearly, not quadratically. Then every point is
+    left out in turn (a jackknife): when leaving out one model changes what the curve says (it no
+    longer falls clearly, or ``n90`` moves by more than a factor ``FRAGILE_N90_FACTOR``), the fit
+    is decided by that one unit: ``decided_by`` names it (from ``names``) and the verdict does not
+    read the curve.
+
+    Returns ``a, b, tau`` with standard errors, R^2 of log ESR, ``n90`` (the context where 90 % of
+    the gain from n = 0 to infinity is reached: tau ln 10), the curve on a grid for plotting and
+    ``decided_by``; or ``{"reason": ...}`` when fewer than four distinct contexts are given or the
+    fit fails.
     """
     x = np.asarray(contexts, dtype=float)
     y = np.asarray(esr, dtype=float)
-    if len(set(x.tolist())) < MIN_FIT_CONTEXTS:
-        return {"reason": f"a curve needs at least {MIN_FIT_CONTEXTS} context sizes"}
-    start = (float(y.min()), float(max(y.max() - y.min(), 1e-6)), float(np.median(x) / 2))
-    try:
-        (a, b, tau), covariance = optimize.curve_fit(
-            saturating, x, y, p0=start, bounds=([0.0, -np.inf, 1e-3], [np.inf, np.inf, 10.0 * x.max()]), maxfev=20_000
-        )
-    except (RuntimeError, ValueError) as error:
-        return {"reason": f"the fit did not converge ({error})"}
-    errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    residual = float(np.sum((y - saturating(x, a, b, tau)) ** 2))
-    total = float(np.sum((y - y.mean()) ** 2))
+    labels = list(names) if names is not None else [f"point {i + 1}" for i in range(len(x))]
+    fitted = _fit_log_saturating(x, y)
+    if isinstance(fitted, str):
+        return {"reason": fitted}
+    a, b, tau, errors, r2 = fitted
     grid = np.linspace(x.min(), x.max(), 60)
-    return {
-        "a": float(a),
-        "b": float(b),
-        "tau": float(tau),
+    result: dict[str, Any] = {
+        "a": a,
+        "b": b,
+        "tau": tau,
         "a_se": _finite(errors[0]),
         "b_se": _finite(errors[1]),
         "tau_se": _finite(errors[2]),
-        "r2": 1.0 - residual / total if total > 0 else None,
+        "r2": r2,
         "n90": float(tau * math.log(10.0)),
         "curve_x": grid.tolist(),
         "curve_y": saturating(grid, a, b, tau).tolist(),
+        "loss": f"soft-L1 on log ESR, scale {FIT_LOSS_SCALE}",
+        "decided_by": None,
     }
+    if _fit_reading(result) != "falls":
+        return result
+    for left_out in range(len(x)):
+        keep = np.arange(len(x)) != left_out
+        refit = _fit_log_saturating(x[keep], y[keep])
+        if isinstance(refit, str):
+            continue
+        other = {"b": refit[1], "b_se": _finite(refit[3][1]), "n90": refit[2] * math.log(10.0)}
+        ratio = max(other["n90"], 1e-9) / max(result["n90"], 1e-9)
+        if _fit_reading(other) != "falls" or not 1 / FRAGILE_N90_FACTOR <= ratio <= FRAGILE_N90_FACTOR:
+            result["decided_by"] = {"unit": labels[left_out], "without": {k: _finite(v) for k, v in other.items()}}
+            break
+    return result
+
+
+def _fit_log_saturating(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, np.ndarray, float | None] | str:
+    """(a, b, tau, standard errors, R^2 of log ESR) of the robust log fit, or why there is none."""
+    if len(set(x.tolist())) < MIN_FIT_CONTEXTS:
+        return f"a curve needs at least {MIN_FIT_CONTEXTS} context sizes"
+    log_y = np.log(y)
+
+    def residuals(parameters: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(saturating(x, *parameters), 1e-12)) - log_y
+
+    start = (float(y.min()), float(max(y.max() - y.min(), 1e-6)), float(np.median(x) / 2))
+    try:
+        solution = optimize.least_squares(
+            residuals,
+            start,
+            bounds=([0.0, -np.inf, 1e-3], [np.inf, np.inf, 10.0 * x.max()]),
+            loss="soft_l1",
+            f_scale=FIT_LOSS_SCALE,
+            max_nfev=20_000,
+        )
+    except (ValueError, np.linalg.LinAlgError) as error:
+        return f"the fit did not converge ({error})"
+    if not solution.success:
+        return f"the fit did not converge ({solution.message})"
+    a, b, tau = (float(v) for v in solution.x)
+    dof = max(len(x) - 3, 1)
+    spread = float(np.sum(solution.fun**2)) / dof
+    try:
+        covariance = np.linalg.inv(solution.jac.T @ solution.jac) * spread
+    except np.linalg.LinAlgError:
+        covariance = np.full((3, 3), np.nan)
+    errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    total = float(np.sum((log_y - log_y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(solution.fun**2)) / total if total > 0 else None
+    return a, b, tau, errors, r2
+
+
+def _fit_reading(fit: Mapping[str, Any]) -> str:
+    """What a fitted curve says: ``falls`` (clearly, b > 2 standard errors), ``flat`` (not clearly, or b's error
+    cannot be estimated) or ``rises``."""
+    if fit["b"] <= 0:
+        return "rises"
+    b_se = fit.get("b_se")
+    return "flat" if b_se is None or fit["b"] < 2 * b_se else "falls"
+
+
+# --- failed units and outliers ----------------------------------------------------------------
+
+
+def outliers(seed_means: Mapping[str, Mapping[int, float]], threshold: float = OUTLIER_Z) -> list[dict[str, Any]]:
+    """Models far from the other seeds of their arm, by a robust rule on log ESR (``seed_means``: arm -> seed -> ESR).
+
+    The seed spread is estimated once for the whole sweep, robustly: the median absolute difference
+    of log ESR between two seeds of one arm, over every such pair of every arm, divided by 0.9539
+    (the median of |X - Y| for X, Y normal with standard deviation sigma is 0.9539 sigma), so one
+    wild model moves it little. A model is an outlier when its leave-one-out score, its distance
+    from the mean of its arm's other seeds in units of that spread (times sqrt(1 + 1/k) for the
+    k others' own error), exceeds ``threshold`` (4) in size. Measured on simulated healthy sweeps of
+    10 arms x 3 to 5 seeds (tests/test_stats.py): at 3.5 one sweep in 20 named a healthy model, at 4
+    one in 40 to 100. Only arms with three or more seeds are checked (with two, either could be the
+    odd one); with a single arm of three, the odd model inflates the spread itself and goes unseen.
+    Returns one entry per outlier.
+    """
+    logs = {arm: {seed: math.log(v) for seed, v in seeds.items()} for arm, seeds in seed_means.items()}
+    gaps = [
+        abs(values[i] - values[j])
+        for values in (list(s.values()) for s in logs.values())
+        for i in range(len(values))
+        for j in range(i + 1, len(values))
+    ]
+    spread = float(np.median(gaps)) / 0.9539 if gaps else 0.0
+    if spread <= 0:
+        return []
+    found = []
+    for arm, seeds in logs.items():
+        if len(seeds) < 3:
+            continue
+        for seed, value in seeds.items():
+            others = [v for s, v in seeds.items() if s != seed]
+            z = (value - float(np.mean(others))) / (spread * math.sqrt(1.0 + 1.0 / len(others)))
+            if abs(z) > threshold:
+                found.append(
+                    {
+                        "unit": f"{arm}-s{seed}",
+                        "arm": arm,
+                        "seed": seed,
+                        "esr": seed_means[arm][seed],
+                        "others_gmean": math.exp(float(np.mean(others))),
+                        "z": z,
+                        "seed_spread": spread,
+                    }
+                )
+    return found
+
+
+def failed_units(units: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The units whose ``outcome`` is not ``learned`` (diverged, failed_to_learn), by name."""
+    return {name: info for name, info in sorted(units.items()) if info.get("outcome", "learned") != "learned"}
 
 
 # --- the whole analysis ------------------------------------------------------------------------
@@ -286,6 +416,10 @@ def _change_text(before: str, after: str, change: Interval) -> str:
     return text + f" (95 % CI {low:.0f} to {high:.0f} %)."
 
 
+def _unit_name(row: Mapping[str, Any]) -> str:
+    return f"{_arm_name(row['kind'], row['context'])}-s{int(row['seed'])}"
+
+
 def analyse(
     rows: Sequence[Mapping[str, Any]],
     units: Mapping[str, Mapping[str, Any]],
@@ -296,8 +430,86 @@ def analyse(
 
     ``rows``: one per (unit, riff) with ``kind``, ``context`` (None for stateful), ``seed``, ``esr``.
     ``units``: unit name -> ``{"val_esr": best validation ESR, "still_improving": bool, "stop_reason":
-    optional, "max_epochs" or "time_budget"}``.
+    optional, "outcome": learned | failed_to_learn | diverged (absent: learned), "failure": the
+    failure in words}``.
+
+    Units that did not learn are left out of every interval, test and fit, and named first in the
+    verdict; each arm lists them (``failed``) beside the seeds it rests on. Outliers among the units
+    that learned (``outliers``) stay in, are named, and the conclusions are recomputed without them
+    (``without_outliers``): the verdict says whether they change.
     """
+    failed = failed_units(units)
+    learned_rows = [row for row in rows if _unit_name(row) not in failed]
+    result, intervals, seeds_by_arm = _analyse_learned(learned_rows, units, alpha)
+    _add_failures(result, rows, failed)
+    result["outliers"] = outliers(seeds_by_arm)
+    result["without_outliers"] = None
+    if result["outliers"]:
+        odd = {entry["unit"] for entry in result["outliers"]}
+        without, _, _ = _analyse_learned([r for r in learned_rows if _unit_name(r) not in odd], units, alpha)
+        before, after = conclusions(result), conclusions(without)
+        result["without_outliers"] = {**after, "changed": sorted(k for k in before if before[k] != after[k])}
+    result["units"] = len(units)
+    result["alerts"] = alert_sentences(result)
+    result["verdict"] = verdict(result, intervals, sample_rate)
+    return result
+
+
+def conclusions(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What a verdict concludes, to compare two analyses: best arm, arms worse than it, smallest not worse, fit read."""
+    stateful = result.get("stateful") or {}
+    fit = result["fit"]
+    return {
+        "best": result["best"],
+        "significantly_worse": sorted(
+            a["arm"] for a in result["arms"] if (a.get("comparison") or {}).get("significant")
+        ),
+        "smallest_not_worse": result["smallest_not_worse"],
+        "stateful": stateful.get("direction") if stateful.get("significant") else None,
+        "fit": _fit_reading(fit) if "b" in fit and not fit.get("decided_by") else None,
+    }
+
+
+def _add_failures(result: dict[str, Any], rows: Sequence[Mapping[str, Any]], failed: Mapping[str, Any]) -> None:
+    """List the failed units in ``result`` and in their arms (an arm with no unit left gets an entry of its own)."""
+    result["failed"] = [
+        {"unit": name, "outcome": info["outcome"], "text": info.get("failure") or f"{name}: {info['outcome']}"}
+        for name, info in failed.items()
+    ]
+    by_arm: dict[str, list[str]] = {}
+    kinds: dict[str, tuple[str, int | None]] = {}
+    for row in rows:
+        arm = _arm_name(row["kind"], row["context"])
+        kinds[arm] = (row["kind"], row["context"])
+        name = _unit_name(row)
+        if name in failed and name not in by_arm.setdefault(arm, []):
+            by_arm[arm].append(name)
+    entries = {entry["arm"]: entry for entry in result["arms"]}
+    for arm, names in by_arm.items():
+        if arm in entries:
+            entries[arm]["failed"] = names
+        elif names:
+            kind, context = kinds[arm]
+            entries[arm] = {
+                "arm": arm,
+                "kind": "stateful" if kind != "windowed" else "windowed",
+                "context": context if kind == "windowed" else None,
+                "seeds": [],
+                "seed_means": [],
+                "failed": names,
+                "interval": None,
+                "comparison": None,
+                "gap": None,
+            }
+    for entry in entries.values():
+        entry.setdefault("failed", [])
+    result["arms"] = sorted(entries.values(), key=lambda e: (e["kind"] != "windowed", e["context"] or 0))
+
+
+def _analyse_learned(
+    rows: Sequence[Mapping[str, Any]], units: Mapping[str, Mapping[str, Any]], alpha: float
+) -> tuple[dict[str, Any], dict[str, Interval], dict[str, dict[int, float]]]:
+    """Intervals, tests, the change and the fit over the given rows (the units that learned); no verdict."""
     seeds_by_arm = _seed_means(rows)
     windowed = [arm for arm in seeds_by_arm if arm != "stateful"]
     contexts = {arm: int(arm[1:]) for arm in windowed}
@@ -340,19 +552,26 @@ def analyse(
         first, last = windowed[0], windowed[-1]
         interval = relative_change(list(seeds_by_arm[first].values()), list(seeds_by_arm[last].values()))
         change = {"from": first, "to": last, **asdict(interval)}
-    points = [(contexts[arm], value) for arm in windowed for value in seeds_by_arm[arm].values()]
-    fit = fit_saturating([p[0] for p in points], [p[1] for p in points]) if points else {"reason": "no windowed unit"}
+    points = [(contexts[arm], value, f"{arm}-s{seed}") for arm in windowed for seed, value in seeds_by_arm[arm].items()]
+    fit = (
+        fit_saturating([p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+        if points
+        else {"reason": "no windowed unit"}
+    )
 
     stateful = None
     if "stateful" in seeds_by_arm and best is not None:
         stateful = stateful_against(values["stateful"], {arm: values[arm] for arm in windowed}, best, alpha)
-    improving = sorted(name for name, info in units.items() if info.get("still_improving"))
+    learned = {_unit_name(row) for row in rows}
+    improving = sorted(name for name, info in units.items() if info.get("still_improving") and name in learned)
 
     result = {
         "alpha": alpha,
         "confidence": CONFIDENCE,
         "method": f"Intervals: {INTERVAL_METHOD}. Tests against the best context: {TEST_METHOD} (alpha {alpha}). "
-        f"Changes: {CHANGE_METHOD}. Each seed's model counts once: riffs scored by one model are not independent.",
+        f"Changes: {CHANGE_METHOD}. Each seed's model counts once: riffs scored by one model are not independent. "
+        f"Units that failed to learn or diverged are left out of all of these; outliers: {OUTLIER_METHOD}. "
+        f"The fitted curve: {FIT_METHOD}.",
         "testable": testable,
         "arms": arms_out,
         "best": best,
@@ -362,21 +581,78 @@ def analyse(
         "stateful": stateful,
         "still_improving": improving,
         "cut_by_time_budget": sorted(n for n in improving if units[n].get("stop_reason") == "time_budget"),
-        "units": len(units),
+        "units": len(learned),
     }
-    result["verdict"] = verdict(result, intervals, sample_rate)
-    return result
+    return result, intervals, seeds_by_arm
 
 
 def verdict(result: Mapping[str, Any], intervals: Mapping[str, Interval], sample_rate: int | None) -> list[str]:
     """The analysis in plain sentences, each following the numbers it quotes."""
     return [
+        *alert_sentences(result),
         *_context_sentences(result, intervals),
         *_change_sentences(result),
         *_fit_sentences(result["fit"], sample_rate),
         *_stateful_sentences(result["stateful"], intervals),
         *_undertrained_sentences(result),
     ]
+
+
+def alert_sentences(result: Mapping[str, Any]) -> list[str]:
+    """What the page says first: the models that failed (by name, left out) and the outliers among the rest."""
+    sentences = []
+    failed = result.get("failed") or []
+    if failed:
+        total = result["units"]
+        were = "was" if len(failed) == 1 else "were"
+        texts = "; ".join(entry["text"] for entry in failed)
+        sentences.append(
+            f"{len(failed)} of {total} models failed to train and {were} left out of every interval, test and fit "
+            f"(a failed training is not seed noise): {texts}."
+        )
+        rests = []
+        for arm in result["arms"]:
+            if not arm.get("failed"):
+                continue
+            kept, all_seeds = len(arm["seeds"]), len(arm["seeds"]) + len(arm["failed"])
+            rests.append(f"{arm['arm']} on {kept} of {all_seeds} seeds" if kept else f"{arm['arm']} on none")
+        sentences.append(f"So {'; '.join(rests)}.")
+    without = result.get("without_outliers")
+    for entry in result.get("outliers") or []:
+        sentence = (
+            f"{entry['unit']} is an outlier among the models that learned: test ESR {_esr(entry['esr'])} against "
+            f"{_esr(entry['others_gmean'])} for the other seeds of {entry['arm']} ({entry['z']:+.1f} robust seed "
+            "standard deviations); it is kept in the numbers below."
+        )
+        sentences.append(sentence)
+    if without is not None:
+        names = ", ".join(entry["unit"] for entry in result["outliers"])
+        if without["changed"]:
+            sentences.append(
+                f"Without {names} the verdict changes ({_changes_text(conclusions(result), without)}): this "
+                "verdict depends on one model; train more seeds before relying on it."
+            )
+        else:
+            sentences.append(f"Without {names} the conclusions are the same.")
+    return sentences
+
+
+def _changes_text(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """How the conclusions differ, in words (``after`` carries ``changed``, the keys that differ)."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(value) if value else "none"
+        return "none" if value is None else str(value)
+
+    labels = {
+        "best": "the best context",
+        "significantly_worse": "significantly worse than the best",
+        "smallest_not_worse": "the smallest context not worse",
+        "stateful": "the stateful model's significant difference",
+        "fit": "the fitted curve",
+    }
+    return "; ".join(f"{labels[key]}: {shown(after[key])} instead of {shown(before[key])}" for key in after["changed"])
 
 
 def _context_sentences(result: Mapping[str, Any], intervals: Mapping[str, Interval]) -> list[str]:
@@ -425,7 +701,7 @@ def _context_sentences(result: Mapping[str, Any], intervals: Mapping[str, Interv
             )
     if single:
         sentences.append(
-            f"Not tested, one model only (a failed unit?): {', '.join(single)}; one model cannot separate the "
+            f"Not tested, one model only: {', '.join(single)}; one model cannot separate the "
             "effect of context from the spread between training seeds."
         )
     return sentences
@@ -457,9 +733,22 @@ def _fit_sentences(fit: Mapping[str, Any], sample_rate: int | None) -> list[str]
     sign = "-" if fit["b"] < 0 else "+"
     curve = f"ESR(n) = {fit['a']:.3g} {sign} {abs(fit['b']):.3g} exp(-n / {fit['tau']:.0f})"
     b_se = fit.get("b_se")
-    if fit["b"] <= 0:
+    decided = fit.get("decided_by")
+    if decided:
+        alone = decided["without"]
+        what = {"rises": "does not fall", "flat": "falls by less than twice its uncertainty"}.get(
+            _fit_reading(alone), f"reaches 90 % of its gain by n ≈ {alone['n90']:.0f} samples instead"
+        )
+        return [
+            f"The fitted curve {curve} is decided by one model: without {decided['unit']} it {what}. A curve "
+            "that one model decides is not read."
+        ]
+    reading = _fit_reading(fit)
+    if reading == "rises":
         return [f"The fitted curve {curve} does not fall with n: more context bought nothing here."]
-    if b_se is not None and fit["b"] < 2 * b_se:
+    if reading == "flat" and b_se is None:
+        return [f"The fitted curve {curve} has no estimable uncertainty: no diminishing-returns shape can be read."]
+    if reading == "flat":
         return [
             f"The fitted curve {curve} falls by less than twice its uncertainty (b = {fit['b']:.2g} ± "
             f"{b_se:.2g}): no diminishing-returns shape can be read from these points."

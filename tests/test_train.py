@@ -35,14 +35,14 @@ def layout_for(config: Config) -> RunLayout:
     return RunLayout(config.run_id)
 
 
-def synthetic_pair(samples: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
-    """A mix of sines under a slow envelope (dry) through a soft clipper tanh(3x) (wet)."""
+def synthetic_pair(samples: int = 16_000, drive: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """A mix of sines under a slow envelope (dry) through a soft clipper tanh(drive x) (wet)."""
     t = np.arange(samples) / 8000.0
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t)
     dry = envelope * (
         0.3 * np.sin(2 * np.pi * 110 * t) + 0.2 * np.sin(2 * np.pi * 233 * t + 1) + 0.1 * np.sin(2 * np.pi * 447 * t)
     )
-    return dry.astype(np.float32), np.tanh(3 * dry).astype(np.float32)
+    return dry.astype(np.float32), np.tanh(drive * dry).astype(np.float32)
 
 
 def make_config(root: Path, **train: Any) -> dict[str, Any]:
@@ -57,12 +57,12 @@ def make_config(root: Path, **train: Any) -> dict[str, Any]:
     }
 
 
-def prepare(mapping: dict[str, Any]) -> tuple[Config, LocalStore]:
-    """Write the data stage's two objects (audio, positions) for the config's context."""
+def prepare(mapping: dict[str, Any], drive: float = 3.0) -> tuple[Config, LocalStore]:
+    """Write the data stage's two objects (audio, positions) for the config's context; ``drive``: the clipper's."""
     config = config_from_mapping(mapping)
     store = LocalStore(config.store)
     layout = layout_for(config)
-    dry, wet = synthetic_pair()
+    dry, wet = synthetic_pair(drive=drive)
     store.write_bytes(layout.audio, dataset.encode_arrays(dry=dry, wet=wet))
     store.write_json(layout.manifest, {"val_fraction": config.dataset.val_fraction})
     for context in config.dataset.contexts:

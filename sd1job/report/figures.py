@@ -17,12 +17,26 @@ from sd1job.store import Store
 from sd1job.units import Unit
 
 
-def _arm_points(units: list[Unit], rows: list[dict[str, Any]], interval: dict[str, Any] | None) -> plots.ArmPoints:
-    seed_means = [float(np.mean([r["esr"] for r in rows if r["unit"] == u.name])) for u in units]
-    interval = interval or {}
+def _arm_points(
+    units: list[Unit], rows: list[dict[str, Any]], entry: dict[str, Any] | None, outliers: set[str]
+) -> plots.ArmPoints:
+    """One arm: its learned seeds, the mean and interval the statistics computed, failures and outliers apart."""
+
+    def riff_mean(unit: Unit) -> float:
+        return float(np.mean([r["esr"] for r in rows if r["unit"] == unit.name]))
+
+    entry = entry or {}
+    failed = set(entry.get("failed", []))
+    learned = [riff_mean(u) for u in units if u.name not in failed]
+    interval = entry.get("interval") or {}
     mean = interval.get("mean")
     return plots.ArmPoints(
-        seed_means, float(np.mean(seed_means)) if mean is None else mean, interval.get("low"), interval.get("high")
+        learned,
+        float(np.exp(np.mean(np.log(learned)))) if mean is None and learned else mean,
+        interval.get("low"),
+        interval.get("high"),
+        failed_means=[riff_mean(u) for u in units if u.name in failed],
+        outlier_means=[riff_mean(u) for u in units if u.name in outliers],
     )
 
 
@@ -38,17 +52,18 @@ def draw_all(
     predictions: dict[str, np.ndarray],
 ) -> list[html.Figure]:
     """Draw every figure into eval/ and return them in reading order."""
-    intervals = {entry["arm"]: entry.get("interval") for entry in analysis.get("arms", [])}
+    entries = {entry["arm"]: entry for entry in analysis.get("arms", [])}
+    outliers = {entry["unit"] for entry in analysis.get("outliers", [])}
     by_arm: dict[str, list[Unit]] = {}
     for unit in sorted(scored, key=lambda u: (u.kind != "windowed", u.context or 0, u.seed)):
         by_arm.setdefault(unit.arm, []).append(unit)
     windowed = {
-        units[0].context: _arm_points(units, rows, intervals.get(arm))
+        units[0].context: _arm_points(units, rows, entries.get(arm), outliers)
         for arm, units in by_arm.items()
         if units[0].kind == "windowed"
     }
     stateful_units = by_arm.get("stateful")
-    stateful = _arm_points(stateful_units, rows, intervals.get("stateful")) if stateful_units else None
+    stateful = _arm_points(stateful_units, rows, entries.get("stateful"), outliers) if stateful_units else None
     fit = analysis.get("fit") or {}
     curve = (fit["curve_x"], fit["curve_y"]) if fit.get("curve_x") else None
     reference_esr = float(np.mean([entry["esr_dry_vs_wet"] for entry in reference]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,11 @@ class ArmPoints:
     """One arm of the ESR plot: each seed's riff-mean ESR, the arm's mean and its interval (None: no interval)."""
 
     seed_means: list[float]
-    mean: float
+    mean: float | None
     low: float | None
     high: float | None
+    failed_means: list[float] = field(default_factory=list)
+    outlier_means: list[float] = field(default_factory=list)
 
 
 def _figure(width: float, height: float) -> Any:
@@ -69,6 +71,8 @@ def esr_vs_context(
     figure = _figure(8.0, 5.0)
     axes = figure.add_subplot()
     contexts = sorted(windowed)
+    _mark_failures_and_outliers(axes, {c: windowed[c] for c in contexts}, stateful)
+    contexts = [c for c in contexts if windowed[c].mean is not None]
     if contexts:
         for context in contexts:
             seeds = windowed[context].seed_means
@@ -94,7 +98,7 @@ def esr_vs_context(
         axes.set_xticks(contexts)
     if fit is not None:
         axes.plot(fit[0], fit[1], "--", color="tab:purple", linewidth=1.2, label="fit a + b exp(-n / tau)")
-    if stateful is not None:
+    if stateful is not None and stateful.mean is not None:
         axes.axhline(stateful.mean, color=KIND_COLOURS["stateful"], linewidth=2, label="stateful model")
         if stateful.low is not None and stateful.high is not None:
             axes.axhspan(stateful.low, stateful.high, color=KIND_COLOURS["stateful"], alpha=0.12)
@@ -108,6 +112,22 @@ def esr_vs_context(
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     return _png(figure)
+
+
+def _mark_failures_and_outliers(axes: Any, windowed: Mapping[int, ArmPoints], stateful: ArmPoints | None) -> None:
+    """Failed models as red crosses (left out of every line, band and fit), outliers ringed in orange."""
+    failed = [(c, v) for c, arm in windowed.items() for v in arm.failed_means]
+    odd = [(c, v) for c, arm in windowed.items() for v in arm.outlier_means]
+    if stateful is not None:
+        right = max(windowed, default=0) + 22
+        failed += [(right, v) for v in stateful.failed_means]
+        odd += [(right, v) for v in stateful.outlier_means]
+    if failed:
+        x, y = zip(*failed, strict=True)
+        axes.plot(x, y, "x", color="tab:red", markersize=8, mew=2, label="failed to train (left out)")
+    if odd:
+        x, y = zip(*odd, strict=True)
+        axes.plot(x, y, "o", mfc="none", mec="tab:orange", markersize=10, mew=1.5, label="outlier (kept; see verdict)")
 
 
 def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
@@ -148,10 +168,10 @@ def _loss_axes(axes: Any, history: Mapping[str, Any], *, small: bool = False, la
     """Training and validation ESR per epoch of one history, the kept epoch dotted; log scale when positive."""
     entries = history.get("epochs", [])
     epochs = [entry["epoch"] for entry in entries]
-    for field, name in (("loss", "training ESR"), ("val_loss", "validation ESR")):
-        values = [entry.get(field) for entry in entries]
+    for metric, name in (("loss", "training ESR"), ("val_loss", "validation ESR")):
+        values = [entry.get(metric) for entry in entries]
         if values and all(v is not None for v in values):
-            style = "-" if field == "loss" else "--"
+            style = "-" if metric == "loss" else "--"
             axes.plot(epochs, values, style, marker=None if small else ".", linewidth=1, label=f"{label}{name}")
     best = history.get("best_epoch")
     if best:
@@ -194,7 +214,9 @@ def loss_grid(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
         for history in histories[arm]:
             _loss_axes(axes, history, small=True)
         runs = ", ".join(f"{h.get('epochs_run', len(h.get('epochs', [])))}" for h in histories[arm])
-        axes.set_title(f"{arm}: epochs {runs}", fontsize=9)
+        failed = [str(h.get("seed", "?")) for h in histories[arm] if h.get("outcome", "learned") != "learned"]
+        title = f"{arm}: epochs {runs}" + (f"\nFAILED: seed {', '.join(failed)}" if failed else "")
+        axes.set_title(title, fontsize=9, color="tab:red" if failed else "black")
         axes.tick_params(labelsize=7)
     figure.suptitle("Training (solid) / validation (dashed) ESR per epoch, every seed (dotted: kept epoch)")
     return _png(figure)

@@ -28,6 +28,7 @@ from sd1job.audio import CheckedPair, encode_wav, load_riffs
 from sd1job.config import Config, EvalConfig, RecordingsConfig
 from sd1job.errors import UserError
 from sd1job.hashing import fingerprint, sha256_hex
+from sd1job.health import outcome
 from sd1job.layout import RunLayout, riff_dry_key, riff_wet_key
 from sd1job.model import flops_per_sample
 from sd1job.stages.options import add_unit_options, chosen_units
@@ -206,6 +207,9 @@ def evaluate_unit(
             row["realtime_factor"] or 0.0,
         )
     units = int(history.get("lstm_units", 0))
+    unit_outcome = history.get("outcome") or outcome(
+        history.get("stop_reason"), history["best_val_loss"], history.get("reference_val_esr")
+    )
     document = {
         "unit": unit.name,
         "kind": unit.kind,
@@ -221,6 +225,10 @@ def evaluate_unit(
             "best_val_loss": history["best_val_loss"],
             "still_improving": bool(history.get("still_improving", history["best_epoch"] == history["epochs_run"])),
             "stop_reason": history.get("stop_reason"),
+            "reference_val_esr": history.get("reference_val_esr"),
+            "outcome": unit_outcome,
+            "failed_to_learn": unit_outcome != "learned",
+            "recoveries": history.get("recoveries", []),
             "train_seconds": history["total_seconds"],
             "seconds_per_epoch": history["seconds_per_epoch"],
             "epoch_seconds": [entry["seconds"] for entry in history["epochs"]],

@@ -3,8 +3,10 @@
 ``python -m sd1job report --config FILE`` reads ``models/<unit>/eval/scores.json`` of every unit
 of the config and writes ``runs/<run_id>/eval/``::
 
-    results.csv      one row per (unit, riff): context, context_ms, seed, kind, scores, costs
-    summary.csv      one row per arm (a context, or the stateful model): units, mean test ESR with
+    results.csv      one row per (unit, riff): context, context_ms, seed, kind, outcome (learned,
+                     failed_to_learn, diverged), scores, recoveries, costs
+    summary.csv      one row per arm (a context, or the stateful model): units (learned of them,
+                     the failed and the outliers by name), mean test ESR over the units that learned with
                      its 95 % interval, pre-emphasis ESR, STFT distance, validation ESR, seconds per
                      epoch with its spread, the test against the best arm
     results.json     all of it, plus the statistics (intervals, tests, the fitted curve, the verdict)
@@ -32,6 +34,7 @@ from sd1job.audio import CheckedPair, decode_wav, load_riffs
 from sd1job.config import Config
 from sd1job.errors import UserError
 from sd1job.hashing import fingerprint, sha256_hex
+from sd1job.health import failure_text, outcome
 from sd1job.layout import REPORT_HTML, RESULTS_CSV, RESULTS_JSON, SUMMARY_CSV, RunLayout
 from sd1job.report import figures, html
 from sd1job.store import MissingObjectError, Store, StoreError, open_store
@@ -45,6 +48,7 @@ ROW_COLUMNS = (
     "context",
     "context_ms",
     "seed",
+    "outcome",
     "riff",
     "esr",
     "esr_pre",
@@ -53,6 +57,7 @@ ROW_COLUMNS = (
     "stft",
     "epochs_run",
     "best_epoch",
+    "recoveries",
     "train_seconds",
     "seconds_per_epoch",
     "infer_seconds",
@@ -65,6 +70,9 @@ SUMMARY_COLUMNS = (
     "context",
     "context_ms",
     "units",
+    "units_learned",
+    "failed",
+    "outliers",
     "esr",
     "esr_gmean",
     "esr_low",
@@ -147,9 +155,11 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
                     "context": unit.context,
                     "context_ms": context_ms(unit.context, document["sample_rate"]),
                     "seed": unit.seed,
+                    "outcome": unit_outcome(document),
                     **{name: entry[name] for name in ("riff", *scores.SCORE_NAMES)},
                     "epochs_run": training["epochs_run"],
                     "best_epoch": training["best_epoch"],
+                    "recoveries": len(training.get("recoveries") or []),
                     "train_seconds": training["train_seconds"],
                     "seconds_per_epoch": training["seconds_per_epoch"],
                     "infer_seconds": entry["infer_seconds"],
@@ -158,6 +168,37 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def unit_outcome(document: dict[str, Any]) -> str:
+    """learned, failed_to_learn or diverged: as eval recorded it, or by the one rule for older scores files."""
+    training = document["training"]
+    return training.get("outcome") or outcome(
+        training.get("stop_reason"), training.get("best_val_loss"), training.get("reference_val_esr")
+    )
+
+
+def unit_statistics_input(unit: Unit, document: dict[str, Any]) -> dict[str, Any]:
+    """What the statistics need to know of a unit beyond its scores: validation ESR, training state, outcome."""
+    training = document["training"]
+    result = unit_outcome(document)
+    return {
+        "val_esr": training["best_val_loss"],
+        "still_improving": training["still_improving"],
+        "stop_reason": training.get("stop_reason"),
+        "outcome": result,
+        "failure": None
+        if result == "learned"
+        else failure_text(
+            unit.name,
+            result,
+            {
+                "best_val_esr": training.get("best_val_loss"),
+                "reference_esr": training.get("reference_val_esr"),
+                "recoveries": training.get("recoveries"),
+            },
+        ),
+    }
 
 
 def arms_of(scored: dict[Unit, dict[str, Any]]) -> dict[str, list[Unit]]:
@@ -175,8 +216,12 @@ def summary_rows(
     by_arm = {entry["arm"]: entry for entry in analysis["arms"]}
     summary = []
     for arm, units in arms_of(scored).items():
-        mine = [row for row in rows if row["unit"] in {u.name for u in units}]
-        documents = [scored[u] for u in units]
+        mine_all = [row for row in rows if row["unit"] in {u.name for u in units}]
+        learned_units = [u for u in units if unit_outcome(scored[u]) == "learned"]
+        # The averages cover the units that learned, as the interval does; an arm with none keeps its failures'.
+        counted = learned_units or units
+        mine = [row for row in mine_all if row["unit"] in {u.name for u in counted}]
+        documents = [scored[u] for u in counted]
         epoch_means = [d["training"]["seconds_per_epoch"] for d in documents]
         stat = by_arm.get(arm, {})
         interval = stat.get("interval") or {}
@@ -191,12 +236,15 @@ def summary_rows(
                 "context": first.context,
                 "context_ms": mine[0]["context_ms"],
                 "units": len(units),
+                "units_learned": len(learned_units),
+                "failed": " ".join(u.name for u in units if u not in learned_units),
+                "outliers": " ".join(o["unit"] for o in analysis.get("outliers", []) if o["arm"] == arm),
                 "esr": float(np.mean([row["esr"] for row in mine])),
                 "esr_gmean": interval.get("mean"),
                 "esr_low": interval.get("low"),
                 "esr_high": interval.get("high"),
                 **{name: float(np.mean([row[name] for row in mine])) for name in AVERAGED},
-                "val_esr": float(np.mean([d["training"]["best_val_loss"] for d in documents])),
+                "val_esr": _mean_or_none([d["training"]["best_val_loss"] for d in documents]),
                 "test_over_val": (stat.get("gap") or {}).get("ratio"),
                 "p_worse_than_best": comparison.get("p_value"),
                 "p_holm": comparison.get("p_holm"),
@@ -210,6 +258,11 @@ def summary_rows(
             }
         )
     return summary
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def reference_row(riff: CheckedPair) -> dict[str, Any]:
@@ -276,14 +329,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
     rows = result_rows(scored)
     analysis = stats.analyse(
         rows,
-        {
-            u.name: {
-                "val_esr": d["training"]["best_val_loss"],
-                "still_improving": d["training"]["still_improving"],
-                "stop_reason": d["training"].get("stop_reason"),
-            }
-            for u, d in scored.items()
-        },
+        {u.name: unit_statistics_input(u, d) for u, d in scored.items()},
         alpha=config.eval.alpha,
         sample_rate=config.recordings.sample_rate,
     )
