@@ -96,6 +96,8 @@ def test_the_charts_a_user_watches_are_there() -> None:
         "Best validation ESR per unit",
         "Best validation ESR per arm across seeds (best, mean, worst seed)",
         "Sweeps finished by status (all runs)",
+        "Recoveries per unit (rolled back, learning rate halved)",
+        "Finished units by outcome",
     ):
         assert wanted in titles
 
@@ -118,6 +120,8 @@ UNITS: dict[Unit, tuple[list[tuple[float, float]], int, bool]] = {
     Unit("windowed", 88, 25): ([(6.0, 0.4), (8.0, 0.2)], 1500, False),
     Unit("stateful", None, 25): ([(1.0, 0.3), (3.0, 0.1)], 3000, False),
 }
+# c44-s26 recovered once in its second epoch, then finished as diverged.
+DIVERGED = Unit("windowed", 44, 26)
 
 
 def history_entry(epoch: int, seconds: float, val_esr: float, targets: int) -> dict[str, float]:
@@ -154,8 +158,10 @@ def pushed_run(pushgateway: services.Service, prometheus: services.Service) -> s
             seconds, val_esr = history[epoch - 1]
             best = min(v for _, v in history[:epoch])
             metrics.record_epoch(history_entry(epoch, seconds, val_esr, targets), targets, best)
+            if epoch == 2 and unit == DIVERGED:
+                metrics.record_recovery()
             if epoch == 2 and finished:
-                metrics.completed()
+                metrics.completed(outcome="diverged" if unit == DIVERGED else "learned")
             assert metrics.push()
         # Wait for the scrape of this epoch, so that epoch 2 is a later sample than epoch 1 (the
         # "last 30 min" query needs an increase between two samples).
@@ -208,6 +214,13 @@ def test_the_queries_compute_what_their_panels_claim(prometheus: services.Servic
     assert by_label(query(spread, "A"), "arm") == pytest.approx({"c44": 0.3, "c88": 0.2, "stateful": 0.1})
     assert by_label(query(spread, "B"), "arm") == pytest.approx({"c44": 0.4, "c88": 0.2, "stateful": 0.1})
     assert by_label(query(spread, "C"), "arm") == pytest.approx({"c44": 0.5, "c88": 0.2, "stateful": 0.1})
+    recoveries = by_label(query("Recoveries per unit (rolled back, learning rate halved)"), "unit")
+    assert recoveries == {name: float(names[name] == DIVERGED) for name in names}
+    assert by_label(query("Finished units by outcome"), "outcome") == {"learned": 1, "diverged": 1}
+    failed = {
+        s["metric"]["unit"]: (s["metric"]["outcome"], float(s["value"][1])) for s in query("Failed units (1 = failed)")
+    }
+    assert failed == {"c44-s25": ("learned", 0.0), "c44-s26": ("diverged", 1.0)}
     statuses = by_label(query("Sweeps finished by status (all runs)"), "status")
     assert statuses["Succeeded"] >= 1 and statuses["Failed"] >= 1
     finished = by_label(query("Sweeps finished"), "run")
