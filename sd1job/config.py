@@ -9,7 +9,10 @@ config: they come from the standard AWS environment variables.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sd1job import design
 from sd1job.errors import UserError
 from sd1job.units import MODEL_KINDS, ModelKind, Unit, sweep_units
 
@@ -40,12 +44,25 @@ class TrainRecording(_Section):
     wet: str = "recordings/train/Wet/w_train.wav"
 
 
+class RecordingSet(_Section):
+    """One recording set: the pedal recorded at one setting (its training pair and test riffs)."""
+
+    train: TrainRecording
+    test_dir: str = Field(description="holds Dry/d_<riff>.wav and Wet/w_<riff>.wav")
+    riffs: list[str] | None = Field(None, min_length=1, description="the set's riffs (default: recordings.riffs)")
+
+
 class RecordingsConfig(_Section):
     """Where the recordings live in the store and how to check them."""
 
     train: TrainRecording = Field(default_factory=TrainRecording)
     test_dir: str = Field("recordings/test", description="holds Dry/d_<riff>.wav and Wet/w_<riff>.wav")
     riffs: list[str] = Field(default_factory=lambda: list(SEED_RIFFS), min_length=1)
+    sets: dict[str, RecordingSet] = Field(
+        default_factory=dict,
+        description="named recording sets (the pedal at several settings); the axis recordings.set picks one",
+    )
+    set: str | None = Field(None, description="the recording set to use (None: train and test_dir above)")
     sample_rate: int = Field(44100, gt=0, description="expected rate; recordings are never resampled")
     latency_search: int = Field(
         1024, ge=0, description="dry/wet lag searched over [expected - search, expected + search] samples"
@@ -54,6 +71,35 @@ class RecordingsConfig(_Section):
     compensate_latency: bool = Field(
         False, description="shift the wet signal by the detected lag and trim both to their overlap"
     )
+
+    @field_validator("sets")
+    @classmethod
+    def _set_names_are_plain(cls, sets: dict[str, RecordingSet]) -> dict[str, RecordingSet]:
+        for name in sets:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+]*", name):
+                raise ValueError(f"recording set name {name!r} must be letters, digits, '.' or '+' (it names units)")
+        return sets
+
+    @model_validator(mode="after")
+    def _set_known(self) -> RecordingsConfig:
+        if self.set is not None and self.set not in self.sets:
+            known = ", ".join(self.sets) or "none defined"
+            raise ValueError(f"recordings.set {self.set!r} is not one of recordings.sets ({known})")
+        return self
+
+    def resolved(self) -> RecordingsConfig:
+        """These settings with the chosen set's training pair, test folder and riffs in place (itself without a set)."""
+        if self.set is None:
+            return self
+        chosen = self.sets[self.set]
+        return self.model_copy(
+            update={
+                "train": chosen.train,
+                "test_dir": chosen.test_dir,
+                "riffs": list(chosen.riffs or self.riffs),
+                "sets": {self.set: chosen},
+            }
+        )
 
     @field_validator("riffs")
     @classmethod
@@ -181,6 +227,26 @@ class EvalConfig(_Section):
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="significance level of the report's tests")
 
 
+class SweepConfig(_Section):
+    """The experiment's grid: dotted config fields and the values each takes (see ``sd1job/design.py``)."""
+
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="axis -> values, e.g. {train.lstm_units: [64, 96]}; arms are the product of the axes, each "
+        "trained per model kind, per context and per training seed",
+    )
+
+    @field_validator("grid")
+    @classmethod
+    def _values_listed_once(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for axis, values in grid.items():
+            if not values:
+                raise ValueError(f"{axis}: an axis needs at least one value")
+            if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+                raise ValueError(f"{axis}: values must be unique")
+        return grid
+
+
 class MetricsConfig(_Section):
     """Prometheus: a Pushgateway URL to push to, and a port to serve /metrics on (0 = off)."""
 
@@ -206,6 +272,7 @@ class Config(BaseSettings):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @field_validator("store")
     @classmethod
@@ -243,9 +310,89 @@ class Config(BaseSettings):
             object.__setattr__(self.dataset, "contexts", derived)
         return self
 
+    @model_validator(mode="after")
+    def _grid_runs(self) -> Config:
+        grid = self.sweep.grid
+        if not grid:
+            return self
+        leaves = leaf_paths()
+        for axis in grid:
+            problem = design.axis_problem(axis, leaves)
+            if problem is not None:
+                raise ValueError(problem)
+        base = self.model_dump(mode="json")
+        for axis, values in grid.items():
+            for index, value in enumerate(values):
+                data = copy.deepcopy(base)
+                data["sweep"] = {}
+                design.nested_update(data, axis, value)
+                try:
+                    Config.model_validate(data)
+                except ValidationError as error:
+                    first = error.errors()[0]
+                    raise ValueError(
+                        f"sweep.grid: {axis}[{index}] = {value!r}: {first['msg'].removeprefix('Value error, ')}"
+                    ) from None
+        prefixes = design.abbreviations(list(grid))
+        tags = [design.arm_tag(point, prefixes) for point in design.grid_points(grid)]
+        if len(set(tags)) != len(tags):
+            raise ValueError("sweep.grid: two arms get the same name; make the values differ in their text")
+        return self
+
     def units(self) -> list[Unit]:
-        """Every unit the config trains: per model kind, per context (windowed), per training seed."""
-        return sweep_units(self.model.kind, self.dataset.contexts, self.train.seed, self.train.repeats)
+        """Every unit the config trains: per arm of the grid, per model kind, per context (windowed), per seed."""
+        if not self.sweep.grid:
+            return sweep_units(self.model.kind, self.dataset.contexts, self.train.seed, self.train.repeats)
+        prefixes = design.abbreviations(list(self.sweep.grid))
+        units = []
+        for point in design.grid_points(self.sweep.grid):
+            arm = self.with_values(point)
+            units += sweep_units(
+                arm.model.kind,
+                arm.dataset.contexts,
+                arm.train.seed,
+                arm.train.repeats,
+                design.arm_tag(point, prefixes),
+                point,
+            )
+        return units
+
+    def with_values(self, values: tuple[tuple[str, Any], ...]) -> Config:
+        """This config with the given (axis, value) pairs set, the grid cleared and the recording set resolved:
+        what one arm (or one dataset) is trained with."""
+        data = self.model_dump(mode="json")
+        data["sweep"] = {}
+        for axis, value in values:
+            design.nested_update(data, axis, value)
+        arm = Config.model_validate(data)
+        arm.recordings = arm.recordings.resolved()
+        return arm
+
+    def for_unit(self, unit: Unit) -> Config:
+        """The effective config a unit is trained and scored with (itself without a grid or a recording set)."""
+        if not unit.grid and self.recordings.set is None:
+            return self
+        return self.with_values(unit.grid)
+
+    def data_variants(self) -> list[tuple[str, Config]]:
+        """Each distinct dataset of the config as (its tag, the config it is built with); one ("", ...) without
+        data axes. The tag names its folder under ``data/`` (see ``RunLayout.data_variant``)."""
+        if not self.sweep.grid:
+            return [("", self.with_values(()) if self.recordings.set else self)]
+        prefixes = design.abbreviations(list(self.sweep.grid))
+        variants: dict[str, Config] = {}
+        for point in design.grid_points(self.sweep.grid):
+            values = design.data_values(point)
+            tag = design.arm_tag(values, prefixes)
+            if tag not in variants:
+                variants[tag] = self.with_values(values)
+        return list(variants.items())
+
+    def data_variant(self, unit: Unit) -> str:
+        """The tag of the dataset a unit trains on ("" without data axes)."""
+        if not unit.grid:
+            return ""
+        return design.arm_tag(design.data_values(unit.grid), design.abbreviations(list(self.sweep.grid)))
 
     @classmethod
     def settings_customise_sources(
@@ -262,6 +409,19 @@ class Config(BaseSettings):
     def to_yaml(self) -> str:
         """The effective configuration as YAML (what a run records next to its results)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def leaf_paths(model: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted path of a config field that is not itself a section (``train.lstm_units``, ``recordings.set``)."""
+    model = Config if model is None else model
+    paths = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += leaf_paths(annotation, f"{prefix}{name}.")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
 
 
 def _section_fields(path: tuple[Any, ...]) -> list[str]:

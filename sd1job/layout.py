@@ -84,9 +84,10 @@ class CaptureLayout:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Keys of one run's objects."""
+    """Keys of one run's objects; ``data_variant`` picks one dataset of a grid with data axes (``data/<tag>/``)."""
 
     run_id: str
+    data_variant: str = ""
 
     @property
     def root(self) -> str:
@@ -96,8 +97,12 @@ class RunLayout:
     # data stage
     @property
     def data_dir(self) -> str:
-        """The data stage's folder."""
-        return join_key(self.root, "data")
+        """The data stage's folder (one per dataset of a grid whose axes change the data)."""
+        return join_key(self.root, "data", self.data_variant) if self.data_variant else join_key(self.root, "data")
+
+    def with_data(self, variant: str) -> RunLayout:
+        """This run's keys with the data stage's objects of dataset ``variant``."""
+        return RunLayout(self.run_id, variant)
 
     @property
     def manifest(self) -> str:

@@ -39,7 +39,7 @@ EPOCH_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
 
 # The one registry of this process: /metrics serves it, pushes send views of it.
 REGISTRY = CollectorRegistry()
-_TRAIN_LABELS = ("run", "unit", "kind", "context", "seed")
+_TRAIN_LABELS = ("run", "unit", "arm", "kind", "context", "seed")
 
 EPOCH_DURATION = Histogram(
     "sd1job_epoch_duration_seconds",
@@ -150,7 +150,7 @@ class TrainingMetrics:
         self.unit = unit
         self.pushgateway = pushgateway
         context = str(unit.context) if unit.context is not None else "none"
-        self._labels = (run, unit.name, unit.kind, context, str(unit.seed))
+        self._labels = (run, unit.name, unit.arm, unit.kind, context, str(unit.seed))
         self._push_failed = False
 
     @property

@@ -7,6 +7,11 @@ fan-out, in metric labels and in reports, and one folder under ``models/`` in th
     c440-s25      windowed, n = 440, training seed 25     models/c440/s25/
     stateful-s26  stateful, training seed 26             models/stateful/s26/
 
+With a grid (``sweep.grid``, see ``sd1job/design.py``) every unit also carries its arm's values
+and a tag made from them, which prefixes its name and folder: ``lu96_lr0.01-c44-s25`` in
+``models/lu96_lr0.01/c44/s25/``. Names are looked up among the config's units, so a name always
+parses back to exactly one unit.
+
 The training seeds of a sweep are ``train.seed + i`` for ``i`` in ``0 .. train.repeats - 1``. The
 windows of a context are the same for every seed (``dataset.seed`` draws them): a seed varies
 the initial weights and the batch order only.
@@ -15,8 +20,8 @@ the initial weights and the batch order only.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from sd1job.errors import UserError
 
@@ -32,11 +37,16 @@ class UnitError(UserError, ValueError):
 
 @dataclass(frozen=True, order=True)
 class Unit:
-    """One trained model: its kind, its context size (windowed only) and its training seed."""
+    """One trained model: its kind, its context size (windowed only), its training seed, and its arm of the grid.
+
+    ``tag`` is the arm's short name (empty without a grid); ``grid`` its (axis, value) pairs.
+    """
 
     kind: ModelKind
     context: int | None
     seed: int
+    tag: str = ""
+    grid: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.kind == "windowed") != (self.context is not None):
@@ -49,13 +59,19 @@ class Unit:
 
     @property
     def arm(self) -> str:
-        """What the unit is a repeat of: ``c<N>`` or ``stateful`` (the seeds of one arm are compared together)."""
+        """What the unit is a repeat of: ``c<N>`` or ``stateful``, after the grid's tag (``lu96-c44``)."""
+        return f"{self.tag}-{self.model_arm}" if self.tag else self.model_arm
+
+    @property
+    def model_arm(self) -> str:
+        """The model kind and context alone: ``c<N>`` or ``stateful`` (the context axis within a grid's arm)."""
         return f"c{self.context}" if self.kind == "windowed" else "stateful"
 
     @property
     def path(self) -> str:
-        """The unit's folder under ``models/``: ``c<N>/s<S>`` or ``stateful/s<S>``."""
-        return f"{self.arm}/s{self.seed}"
+        """The unit's folder under ``models/``: ``c<N>/s<S>``, ``stateful/s<S>``, or under the tag's folder."""
+        base = f"{self.model_arm}/s{self.seed}"
+        return f"{self.tag}/{base}" if self.tag else base
 
     def __str__(self) -> str:
         return self.name
@@ -77,12 +93,19 @@ def training_seeds(seed: int, repeats: int) -> list[int]:
     return [seed + i for i in range(repeats)]
 
 
-def sweep_units(kinds: list[ModelKind], contexts: list[int], seed: int, repeats: int) -> list[Unit]:
-    """Every unit of a sweep: per kind, per context (windowed only), per training seed."""
+def sweep_units(
+    kinds: list[ModelKind],
+    contexts: list[int],
+    seed: int,
+    repeats: int,
+    tag: str = "",
+    grid: tuple[tuple[str, Any], ...] = (),
+) -> list[Unit]:
+    """Every unit of one arm: per kind, per context (windowed only), per training seed."""
     units = []
     for kind in kinds:
         arms: list[int | None] = list(contexts) if kind == "windowed" else [None]
-        units += [Unit(kind, context, s) for context in arms for s in training_seeds(seed, repeats)]
+        units += [Unit(kind, context, s, tag, grid) for context in arms for s in training_seeds(seed, repeats)]
     return units
 
 
@@ -96,11 +119,13 @@ def select_units(
 ) -> list[Unit]:
     """The units of ``available`` matching a name or the given fields; UnitError naming what matched nothing."""
     if name is not None:
-        unit = parse_unit(name)
-        if unit not in available:
-            names = ", ".join(u.name for u in available)
-            raise UnitError(f"--unit {name}: not a unit of this config (its units: {names})")
-        return [unit]
+        by_name = {unit.name: unit for unit in available}
+        if name.strip() in by_name:
+            return [by_name[name.strip()]]
+        if not any(unit.tag for unit in available):
+            parse_unit(name)  # a malformed name gets the message that says what a name looks like
+        names = ", ".join(u.name for u in available[:12]) + (", ..." if len(available) > 12 else "")
+        raise UnitError(f"--unit {name}: not a unit of this config (its units: {names})")
     asked = ", ".join(
         f"{label} {value}"
         for label, value in (("kind", kind), ("context", context), ("seed", seed))

@@ -232,7 +232,15 @@ def test_metrics_reach_a_real_pushgateway_and_prometheus(
     trained: dict[str, Any], pushgateway: services.Service, prometheus: services.Service
 ) -> None:
     history = trained["history"]
-    labels = {"job": "sd1job", "run": RUN_ID, "unit": UNIT.name, "kind": "windowed", "context": "16", "seed": "7"}
+    labels = {
+        "job": "sd1job",
+        "run": RUN_ID,
+        "unit": UNIT.name,
+        "arm": UNIT.arm,
+        "kind": "windowed",
+        "context": "16",
+        "seed": "7",
+    }
     url = pushgateway.url
     assert pushgateway_value(url, "sd1job_epochs_completed", **labels) == history["epochs_run"]
     windows = pushgateway_value(url, "sd1job_windows_processed_total", **labels)
@@ -344,7 +352,7 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
     assert not killed_store.exists(layout_for(killed_config).history(UNIT))
 
     # The live /metrics endpoint showed the training while it ran.
-    labels = f'context="{CONTEXT}",kind="windowed",run="{RUN_ID}",seed="7",unit="{UNIT.name}"'
+    labels = f'arm="{UNIT.arm}",context="{CONTEXT}",kind="windowed",run="{RUN_ID}",seed="7",unit="{UNIT.name}"'
     assert re.search(rf"^sd1job_epochs_completed\{{{labels}\}} [1-9]", scraped, re.MULTILINE)
     assert f"sd1job_windows_processed_total{{{labels}}}" in scraped
     assert re.search(rf"^sd1job_epoch_duration_seconds_count\{{{labels}\}} [1-9]", scraped, re.MULTILINE)

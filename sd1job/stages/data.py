@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,15 +83,47 @@ def build_splits(length: int, settings: DatasetConfig) -> dict[int, dataset.Spli
     }
 
 
+@dataclass
+class _Plan:
+    """One dataset, checked and ready to write."""
+
+    layout: RunLayout
+    config: Config
+    fingerprint: str
+    train: audio.CheckedPair
+    riffs: list[audio.CheckedPair]
+    splits: dict[int, dataset.Split]
+    started: float
+
+
 def build_datasets(config: Config, store: Store, export: bool = False, force: bool = False) -> dict[str, Any]:
-    """Check the recordings and write the datasets (or skip an identical build); return the manifest."""
-    layout = RunLayout(config.run_id)
-    recordings, settings, model = config.recordings, config.dataset, config.model
-    expected = data_fingerprint(recordings, settings, model)
-    if not force and not export and is_finished(store, layout, expected):
-        log.info("data: already built for this config at %s (use --force to rebuild)", store.url(layout.manifest))
-        return store.read_json(layout.manifest)
+    """Check the recordings and write the datasets (or skip an identical build); return the (first) manifest.
+
+    With a grid whose axes change the data (a recording set, a dataset field), there is one dataset per
+    combination of those axes, under ``data/<tag>/``; every one is checked before any is written.
+    """
+    plans: list[_Plan] = []
+    manifests: list[dict[str, Any]] = []
+    for tag, variant in config.data_variants():
+        layout = RunLayout(config.run_id, tag)
+        expected = data_fingerprint(variant.recordings, variant.dataset, variant.model)
+        if not force and not export and is_finished(store, layout, expected):
+            log.info("data: already built for this config at %s (use --force to rebuild)", store.url(layout.manifest))
+            manifests.append(store.read_json(layout.manifest))
+            continue
+        plans.append(_check(layout, variant, expected, store))
+    for plan in plans:
+        for pair in (plan.train, *plan.riffs):  # every check passed: now the warnings are worth showing
+            for warning in pair.warnings:
+                log.warning("%s", warning)
+    manifests += [_write(plan, store, export) for plan in plans]
+    return manifests[0]
+
+
+def _check(layout: RunLayout, config: Config, expected: str, store: Store) -> _Plan:
+    """Load and check one dataset's recordings and draw its windows, writing nothing."""
     started = time.monotonic()
+    recordings, settings, model = config.recordings, config.dataset, config.model
     train = audio.load_pair(store, "train", recordings.train.dry, recordings.train.wet, recordings)
     riffs = audio.load_riffs(store, recordings)
     length = len(train.dry)
@@ -103,13 +136,16 @@ def build_datasets(config: Config, store: Store, export: bool = False, force: bo
             settings.val_fraction,
             stateful.warmup_samples,
         )
-    for pair in (train, *riffs):  # every check passed: now the warnings are worth showing
-        for warning in pair.warnings:
-            log.warning("%s", warning)
+    return _Plan(layout, config, expected, train, riffs, splits, started)
 
+
+def _write(plan: _Plan, store: Store, export: bool) -> dict[str, Any]:
+    """Write one checked dataset: the audio, each context's positions, then its manifest."""
+    layout, config, train = plan.layout, plan.config, plan.train
+    settings = config.dataset
     store.write_bytes(layout.audio, dataset.encode_arrays(dry=train.dry, wet=train.wet))
     contexts = {}
-    for context, split in splits.items():
+    for context, split in plan.splits.items():
         store.write_bytes(layout.positions(context), dataset.encode_arrays(train=split.train, val=split.val))
         if export:
             store.write_bytes(layout.export_arrays(context), _materialised(split, context, train.dry, train.wet))
@@ -122,16 +158,18 @@ def build_datasets(config: Config, store: Store, export: bool = False, force: bo
     manifest = {
         "version": MANIFEST_VERSION,
         "run_id": config.run_id,
-        "fingerprint": expected,
-        "sample_rate": recordings.sample_rate,
+        "data_variant": layout.data_variant,
+        "recording_set": config.recordings.set,
+        "fingerprint": plan.fingerprint,
+        "sample_rate": config.recordings.sample_rate,
         "split": settings.split,
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
         "audio": layout.audio,
         "train": train.report,
-        "riffs": {pair.name: pair.report for pair in riffs},
+        "riffs": {pair.name: pair.report for pair in plan.riffs},
         "contexts": contexts,
-        "build_seconds": round(time.monotonic() - started, 3),
+        "build_seconds": round(time.monotonic() - plan.started, 3),
     }
     store.write_json(layout.manifest, manifest)
     log.info(

@@ -74,14 +74,16 @@ def score_units(config: Config, store: Store, units: list[Unit], *, explicit: bo
         )
     if not trained:
         raise EvalError(f"no trained unit to score in {store.url(layout.root)} (run the train stage first)")
-    riffs: list[CheckedPair] | None = None
+    riffs_by_set: dict[str, list[CheckedPair]] = {}  # each recording set's riffs, loaded once
     scored = []
     for unit in trained:
-        if not force and is_finished(store, layout, unit, config.eval, config.recordings):
+        recordings = config.for_unit(unit).recordings
+        if not force and is_finished(store, layout, unit, config.eval, recordings):
             log.info("eval %s: scores are up to date at %s", unit.name, store.url(layout.scores(unit)))
             continue
-        riffs = riffs if riffs is not None else load_riffs(store, config.recordings)
-        evaluate_unit(store, layout, unit, riffs, config.eval, config.recordings.test_dir)
+        if recordings.test_dir not in riffs_by_set:
+            riffs_by_set[recordings.test_dir] = load_riffs(store, recordings)
+        evaluate_unit(store, layout, unit, riffs_by_set[recordings.test_dir], config.eval, recordings.test_dir)
         scored.append(unit)
     for unit in untrained:  # after the scoring: a unit that fails to score prints only its error
         log.warning("eval: %s is not trained yet; skipped", unit.name)

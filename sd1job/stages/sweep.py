@@ -149,7 +149,9 @@ def run_sweep(config: Config, store: Store, units: list[Unit] | None = None, job
     _run_units(config, pending, jobs, progress, "train", lambda u: train.train_unit(config, store, u))
 
     trained = [u for u in progress.units if u not in progress.failed and train.is_finished(store, layout, u)]
-    to_score = [u for u in trained if not evaluate.is_finished(store, layout, u, config.eval, config.recordings)]
+    to_score = [
+        u for u in trained if not evaluate.is_finished(store, layout, u, config.eval, config.for_unit(u).recordings)
+    ]
     if to_score:
         log.info(progress.line(f"eval: scoring {len(to_score)} unit(s)"))
         eval_failures = _run_units(

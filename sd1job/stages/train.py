@@ -342,8 +342,11 @@ class UnitRun:
 def train_unit(
     config: Config, store: Store, unit: Unit, *, force: bool = False, progress_bar: bool = False
 ) -> dict[str, Any]:
-    """Train one unit: skip it if trained, else resume or start, fit, write its outputs; return history.json."""
-    layout = RunLayout(config.run_id)
+    """Train one unit: skip it if trained, else resume or start, fit, write its outputs; return history.json.
+
+    The unit trains with its arm's settings (``config.for_unit``) on its arm's dataset."""
+    layout = RunLayout(config.run_id, config.data_variant(unit))
+    config = config.for_unit(unit)
     train, stateful = config.train, config.model.stateful
     settings = trained_settings(unit, train, stateful)
     metrics = TrainingMetrics(config.run_id, unit, config.metrics.pushgateway)
