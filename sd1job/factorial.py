@@ -422,41 +422,39 @@ def _confounded_with(frame: pd.DataFrame, factor: str, others: Sequence[str]) ->
     return None
 
 
+def _deficient(
+    terms: Sequence[tuple[str, ...]], blocks: Mapping[tuple[str, ...], np.ndarray], rows: int
+) -> list[tuple[tuple[str, ...], int]]:
+    """(term, estimable columns) for each term whose columns the others leave not fully estimable."""
+    full = _rank([blocks[t] for t in terms], rows)
+    if full == 1 + sum(blocks[t].shape[1] for t in terms):
+        return []
+    out = []
+    for t in terms:
+        gain = full - _rank([blocks[u] for u in terms if u != t], rows)
+        if gain < blocks[t].shape[1]:
+            out.append((t, gain))
+    return out
+
+
 def _estimable(
     frame: pd.DataFrame, factors: list[str], levels: dict[str, list[str]]
 ) -> tuple[list[str], list[tuple[str, ...]], list[Omitted], list[Omitted]]:
-    """Factors and terms the kept units can estimate; the dropped ones with reasons (pure)."""
+    """Factors and terms the kept units can estimate; the dropped ones with reasons.
+
+    First the main effects: a factor whose levels change together with other factors' is dropped
+    (the last such factor in ``factors`` first, until the rest are estimable). Then the two-way
+    interactions: one with empty cells, or aliased with the others, is dropped (the one with the
+    most inestimable columns first), so the model fitted is always of full rank.
+    """
     codes = {f: frame[f].map({lv: i for i, lv in enumerate(levels[f])}).to_numpy() for f in factors}
     counts = {f: len(levels[f]) for f in factors}
-    factors = list(factors)
-    terms: list[tuple[str, ...]] = [(f,) for f in factors] + list(itertools.combinations(factors, 2))
-    dropped_factors: list[Omitted] = []
-    dropped_terms: list[Omitted] = []
     rows = len(frame)
-    while True:
-        blocks = {t: _term_columns(t, codes, counts) for t in terms}
-        full = _rank(list(blocks.values()), rows)
-        if full == 1 + sum(b.shape[1] for b in blocks.values()):
-            return factors, terms, dropped_factors, dropped_terms
-        deficient = []
-        for t in terms:
-            gain = full - _rank([b for u, b in blocks.items() if u != t], rows)
-            if gain < blocks[t].shape[1]:
-                deficient.append((t, gain))
-        pairs = [(t, g) for t, g in deficient if len(t) == 2]
-        if pairs:
-            # The interaction with the most inestimable columns goes first.
-            term, gain = max(reversed(pairs), key=lambda item: blocks[item[0]].shape[1] - item[1])
-            missing = _missing_cells(frame, (term[0], term[1]), levels)
-            extent = "cannot be estimated" if gain == 0 else "can be estimated only in part"
-            why = (
-                f"no unit that learned in {', '.join(missing)}, so the interaction {extent}"
-                if missing
-                else f"aliased with other terms (too few distinct cells), so it {extent}"
-            )
-            dropped_terms.append(Omitted(term_name(term), why))
-            terms.remove(term)
-            continue
+    blocks = {(f,): _term_columns((f,), codes, counts) for f in factors}
+    blocks.update({p: _term_columns(p, codes, counts) for p in itertools.combinations(factors, 2)})
+    factors = list(factors)
+    dropped_factors: list[Omitted] = []
+    while deficient := _deficient([(f,) for f in factors], blocks, rows):
         factor = deficient[-1][0][0]
         partner = _confounded_with(frame, factor, [f for f in factors if f != factor])
         why = (
@@ -466,7 +464,20 @@ def _estimable(
         )
         dropped_factors.append(Omitted(factor, why))
         factors.remove(factor)
-        terms = [t for t in terms if factor not in t]
+    terms: list[tuple[str, ...]] = [(f,) for f in factors] + list(itertools.combinations(factors, 2))
+    dropped_terms: list[Omitted] = []
+    while deficient := [(t, g) for t, g in _deficient(terms, blocks, rows) if len(t) == 2]:
+        term, gain = max(reversed(deficient), key=lambda item: blocks[item[0]].shape[1] - item[1])
+        missing = _missing_cells(frame, (term[0], term[1]), levels)
+        extent = "cannot be estimated" if gain == 0 else "can be estimated only in part"
+        why = (
+            f"no unit that learned in {', '.join(missing)}, so the interaction {extent}"
+            if missing
+            else f"aliased with other terms (too few distinct cells), so it {extent}"
+        )
+        dropped_terms.append(Omitted(term_name(term), why))
+        terms.remove(term)
+    return factors, terms, dropped_factors, dropped_terms
 
 
 def _leave_error_df(
@@ -524,10 +535,11 @@ def _kept_units(
     return table.loc[keep], excluded
 
 
-def _contrast_matrix(grid: pd.DataFrame, exog: np.ndarray, where: Mapping[str, str]) -> np.ndarray:
-    mask = np.ones(len(grid), dtype=bool)
+def _contrast_matrix(grid: Mapping[str, np.ndarray], exog: np.ndarray, where: Mapping[str, str]) -> np.ndarray:
+    """The mean design row over the grid's cells that match ``where``: a marginal mean is this row times beta."""
+    mask = np.ones(len(exog), dtype=bool)
     for factor, level in where.items():
-        mask &= (grid[factor] == level).to_numpy()
+        mask &= grid[factor] == level
     return exog[mask].mean(axis=0)
 
 
@@ -538,7 +550,7 @@ class _Fit:
     beta: np.ndarray
     cov: np.ndarray
     df: int
-    grid: pd.DataFrame
+    grid: dict[str, np.ndarray]
     exog: np.ndarray
 
     def row(self, where: Mapping[str, str]) -> np.ndarray:
@@ -592,15 +604,15 @@ def _fit(frame: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], 
     fit = _Fit(
         beta=result.params.to_numpy(),
         cov=result.cov_params().to_numpy(),
-        df=int(round(result.df_resid)),
-        grid=grid,
+        df=round(result.df_resid),
+        grid={f: grid[f].to_numpy(dtype=object) for f in factors},
         exog=np.asarray(grid_model.exog),
     )
     rows = {}
     if table is not None:
         for t in terms:
             line = table.loc[spelled[t]]
-            rows[t] = (int(round(line["df"])), float(line["sum_sq"]), _finite(line["F"]), _finite(line["PR(>F)"]))
+            rows[t] = (round(line["df"]), float(line["sum_sq"]), _finite(line["F"]), _finite(line["PR(>F)"]))
     readable = "log(" + "ESR" + ") ~ " + (" + ".join(term_name(t).replace(":", " x ") for t in terms) or "1")
     return fit, rows, float(result.mse_resid) if fit.df >= 1 else None, readable
 
@@ -731,7 +743,10 @@ def _strongest_interaction(tests: Sequence[TermTest]) -> TermTest | None:
 
 def _orientation(fit: _Fit, pair: tuple[str, ...], levels: dict[str, list[str]], alpha: float) -> list[SimpleEffect]:
     """Simple effects in the direction that says most: one factor mattering at some levels of the other and not all."""
-    options = [_simple_effects(fit, pair[0], pair[1], levels, alpha), _simple_effects(fit, pair[1], pair[0], levels, alpha)]
+    options = [
+        _simple_effects(fit, pair[0], pair[1], levels, alpha),
+        _simple_effects(fit, pair[1], pair[0], levels, alpha),
+    ]
 
     def score(effects: list[SimpleEffect]) -> tuple[bool, float]:
         flags = {e.significant for e in effects}
@@ -741,14 +756,19 @@ def _orientation(fit: _Fit, pair: tuple[str, ...], levels: dict[str, list[str]],
     return max(options, key=score)
 
 
-def _power(
-    sigma: float | None, factors: list[str], levels: dict[str, list[str]], alpha: float
-) -> list[PowerRow]:
+def _power(sigma: float | None, factors: list[str], levels: dict[str, list[str]], alpha: float) -> list[PowerRow]:
     if sigma is None:
         return []
     rows = [
-        PowerRow("two arms, two-sample t-test on log ESR", None, c, seeds_needed(sigma, c, alpha=alpha), "arm",
-                 POWER_TARGET, alpha)
+        PowerRow(
+            "two arms, two-sample t-test on log ESR",
+            None,
+            c,
+            seeds_needed(sigma, c, alpha=alpha),
+            "arm",
+            POWER_TARGET,
+            alpha,
+        )
         for c in POWER_CHANGES
     ]
     counts = {f: len(levels[f]) for f in factors}
@@ -760,8 +780,15 @@ def _power(
         for c in POWER_CHANGES:
             seeds = seeds_needed(sigma, c, variance_factor=2.0 / per_level, params=params, cells=cells, alpha=alpha)
             rows.append(
-                PowerRow(f"two levels of {f} in this grid (marginal means, full two-way model)", f, c, seeds,
-                         "cell", POWER_TARGET, alpha)
+                PowerRow(
+                    f"two levels of {f} in this grid (marginal means, full two-way model)",
+                    f,
+                    c,
+                    seeds,
+                    "cell",
+                    POWER_TARGET,
+                    alpha,
+                )
             )
     return rows
 
@@ -913,11 +940,15 @@ def _p_text(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _ratio_text(ratio: float, low: float | None, high: float | None, confidence: float) -> str:
-    text = f"ESR ×{ratio:.2f}"
+def _move_text(result: FactorialResult, factor: str) -> str:
+    """How ESR moves across a factor: ``64 → 96: ESR ×0.71 (95 % CI ...)``, or best → worst level for more levels."""
+    start, stop, ratio, low, high = _largest_contrast(result, factor)
+    several = len(result.levels[factor]) > 2
+    text = f"{'best ' if several else ''}{start} → {'worst ' if several else ''}{stop}: ESR ×{ratio:.2f}"
     if low is None or high is None:
         return text
-    return f"{text} ({confidence * 100:.0f} % CI ×{low:.2f} to ×{high:.2f})"
+    label = "Holm-adjusted CI" if several else f"{result.confidence * 100:.0f} % CI"
+    return f"{text} ({label} ×{low:.2f} to ×{high:.2f})"
 
 
 def _largest_contrast(result: FactorialResult, factor: str) -> tuple[str, str, float, float | None, float | None]:
@@ -932,7 +963,13 @@ def _largest_contrast(result: FactorialResult, factor: str) -> tuple[str, str, f
         if (c.reference, c.level) == (best, worst):
             return best, worst, c.ratio, c.low, c.high
         if (c.reference, c.level) == (worst, best):
-            return best, worst, 1.0 / c.ratio, None if c.high is None else 1.0 / c.high, None if c.low is None else 1.0 / c.low
+            return (
+                best,
+                worst,
+                1.0 / c.ratio,
+                None if c.high is None else 1.0 / c.high,
+                None if c.low is None else 1.0 / c.low,
+            )
     return best, worst, means[worst] / means[best], None, None
 
 
@@ -943,7 +980,6 @@ def _term_stats(test: TermTest) -> str:
 
 def _factor_sentence(result: FactorialResult, test: TermTest, interacting: set[str]) -> str:
     factor = test.term
-    start, stop, ratio, low, high = _largest_contrast(result, factor)
     stats = _term_stats(test).format(df=result.residual_df)
     size = ""
     if test.partial_omega_sq is not None:
@@ -951,10 +987,7 @@ def _factor_sentence(result: FactorialResult, test: TermTest, interacting: set[s
             f"partial ω² {_num(test.partial_omega_sq)} ({result.confidence * 100:.0f} % CI "
             f"{_num(test.partial_omega_sq_low)} to {_num(test.partial_omega_sq_high)}), "
         )
-    holm_note = " Holm" if len(result.levels[factor]) > 2 else ""
-    move = f"{start} → {stop}: {_ratio_text(ratio, low, high, result.confidence)}"
-    if holm_note and low is not None:
-        move = move[:-1] + ", Holm)"
+    move = _move_text(result, factor)
     averaged = f" (averaged over {', '.join(sorted(interacting))}; see the interaction)" if interacting else ""
     return f"{factor} matters: {size}{stats}; {move}{averaged}."
 
@@ -989,7 +1022,9 @@ def _interaction_sentence(result: FactorialResult) -> str | None:
     if yes and no:
         return head + f"{factor} matters at {' and '.join(map(where, yes))} but not at {' and '.join(map(where, no))}."
     if yes:
-        return head + f"{factor} matters at every level of {within}, by different amounts: {'; '.join(map(where, yes))}."
+        return (
+            head + f"{factor} matters at every level of {within}, by different amounts: {'; '.join(map(where, yes))}."
+        )
     return (
         head + f"the effect of {factor} changes with {within} ({'; '.join(map(where, no))}), though no level's "
         "simple effect is significant on its own."
@@ -1001,7 +1036,10 @@ def factorial_verdict(result: FactorialResult) -> list[str]:
     sentences = []
     if result.excluded_units:
         names = ", ".join(f"{u.name} ({u.reason})" for u in result.excluded_units)
-        sentences.append(f"Left out of the analysis ({len(result.excluded_units)} units, never averaged in): {names}.")
+        count = len(result.excluded_units)
+        sentences.append(
+            f"Left out of the analysis ({count} unit{'s' if count > 1 else ''}, never averaged in): {names}."
+        )
     for dropped in result.dropped_factors:
         sentences.append(f"Factor {dropped.name} is not analysed: {dropped.reason}.")
     for dropped in result.dropped_terms:
@@ -1009,18 +1047,15 @@ def factorial_verdict(result: FactorialResult) -> list[str]:
     if not result.terms:
         return sentences + result.notes
     significant_pairs = [t for t in result.terms if len(t.factors) == 2 and t.p is not None and t.p < result.alpha]
-    mains = sorted(
-        (t for t in result.terms if len(t.factors) == 1), key=lambda t: -(t.partial_eta_sq or 0.0)
-    )
+    mains = sorted((t for t in result.terms if len(t.factors) == 1), key=lambda t: -(t.partial_eta_sq or 0.0))
     quiet = []
     for test in mains:
         if test.p is not None and test.p < result.alpha:
             partners = {f for t in significant_pairs if test.term in t.factors for f in t.factors if f != test.term}
             sentences.append(_factor_sentence(result, test, partners))
         else:
-            start, stop, ratio, low, high = _largest_contrast(result, test.term)
             stats = _term_stats(test).format(df=result.residual_df)
-            quiet.append(f"{test.term} ({stats}; {start} → {stop}: {_ratio_text(ratio, low, high, result.confidence)})")
+            quiet.append(f"{test.term} ({stats}; {_move_text(result, test.term)})")
     if quiet:
         sentences.append(f"{_noise_phrase(result).capitalize()}: {'; '.join(quiet)}.")
     interaction = _interaction_sentence(result)
@@ -1028,17 +1063,19 @@ def factorial_verdict(result: FactorialResult) -> list[str]:
         sentences.append(interaction)
     sentences.append(
         f"The error term is {result.error_term}; residual SD {_num(result.residual_sd, 3)} in log ESR "
-        f"(about {_num(100 * (math.exp(result.residual_sd) - 1) if result.residual_sd else None, 2)} % per unit)."
+        f"(about {100 * (math.exp(result.residual_sd) - 1):.0f} % per unit)."
         if result.residual_sd
         else f"The error term is {result.error_term}."
     )
     arms = {row.change: row.seeds for row in result.power if row.factor is None}
     if arms:
+
         def seeds(c: float) -> str:
             return "more than 10,000" if arms[c] is None else str(arms[c])
 
         sentences.append(
-            f"What to run next: telling two arms apart by a 20 % change in ESR with {POWER_TARGET * 100:.0f} % power at "
-            f"alpha {result.alpha} takes {seeds(0.2)} seeds per arm; by a 10 % change, {seeds(0.1)}."
+            "What to run next: telling two arms apart by a 20 % change in ESR with "
+            f"{POWER_TARGET * 100:.0f} % power at alpha {result.alpha} takes {seeds(0.2)} seeds per arm; "
+            f"by a 10 % change, {seeds(0.1)}."
         )
     return sentences + result.notes
