@@ -1007,26 +1007,27 @@ def _interaction_sentence(result: FactorialResult) -> str | None:
     effects = result.simple_effects
     factor, within = effects[0].factor, effects[0].within
 
-    def where(e: SimpleEffect) -> str:
+    def where(e: SimpleEffect, named: bool = True) -> str:
         levels = result.levels[factor]
         how = (
             f"{levels[0]} → {levels[1]}: ESR ×{e.ratio:.2f}"
             if len(levels) == 2
             else f"ESR ×{e.ratio:.2f} from {e.best_level} to {e.worst_level}"
         )
-        return f"{within} = {e.within_level} ({how}, Holm {_p_text(e.p_holm)})"
+        return f"{f'{within} = ' if named else ''}{e.within_level} ({how}, Holm {_p_text(e.p_holm)})"
+
+    def listing(effects: Sequence[SimpleEffect], joiner: str) -> str:
+        return f" {joiner} ".join(where(e, named=index == 0) for index, e in enumerate(effects))
 
     yes = [e for e in effects if e.significant]
     no = [e for e in effects if not e.significant]
     head = f"The strongest interaction, {a} × {b}, is significant ({stats}): "
     if yes and no:
-        return head + f"{factor} matters at {' and '.join(map(where, yes))} but not at {' and '.join(map(where, no))}."
+        return head + f"{factor} matters at {listing(yes, 'and')} but not at {listing(no, 'or')}."
     if yes:
-        return (
-            head + f"{factor} matters at every level of {within}, by different amounts: {'; '.join(map(where, yes))}."
-        )
+        return head + f"{factor} matters at every level of {within}, by different amounts: {listing(yes, 'and')}."
     return (
-        head + f"the effect of {factor} changes with {within} ({'; '.join(map(where, no))}), though no level's "
+        head + f"the effect of {factor} changes with {within} ({listing(no, 'and')}), though no level's "
         "simple effect is significant on its own."
     )
 
