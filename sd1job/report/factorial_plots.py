@@ -20,6 +20,17 @@ def _label(term: str) -> str:
     return term.replace(":", " × ")
 
 
+def _esr_axis(axes: Any) -> None:
+    """A log ESR axis whose ticks read as plain numbers (0.012, not 1.2 x 10^-2)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axes.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+    axes.yaxis.set_major_formatter(plain)
+    axes.yaxis.set_minor_formatter(plain)
+    axes.tick_params(axis="y", which="both", labelsize=7)
+
+
 def _guides_in_view(axes: Any) -> None:
     """NAM's ESR verdict thresholds, only those inside the data's range (so they do not squash the differences)."""
     low, high = axes.get_ylim()
@@ -83,7 +94,7 @@ def marginal_means(means: Mapping[str, Sequence[LevelMean]]) -> bytes:
         axes.errorbar(xs, centre, yerr=[below, above], fmt="s-", color="black", capsize=4, linewidth=1.2)
         axes.set_xticks(xs)
         axes.set_xticklabels([f"{m.level}\n({m.units} units)" for m in levels], fontsize=8)
-        axes.set_yscale("log")
+        _esr_axis(axes)
         axes.set_title(factor, fontsize=10)
         axes.grid(True, which="both", alpha=0.3)
         if index % columns == 0:
@@ -122,7 +133,7 @@ def interaction(cells: Sequence[CellMean], p: float | None = None, across: str |
     axes.set_xticks(range(len(x_levels)))
     axes.set_xticklabels(x_levels)
     axes.set_xlabel(first)
-    axes.set_yscale("log")
+    _esr_axis(axes)
     axes.set_ylabel("test ESR (cell mean, 95 % CI)")
     test = "" if p is None else " (p < 0.001)" if p < 0.001 else f" (p = {p:.3f})"
     axes.set_title(f"Interaction {first} × {second}{test}: parallel lines would mean none", fontsize=10)
