@@ -520,19 +520,20 @@ def _kept_units(
         raise UserError(f"factorial table: unit {duplicated[0]} appears more than once (one row per unit)")
     excluded: list[Omitted] = []
     keep = []
-    values = pd.to_numeric(table[response], errors="coerce").astype(float)
-    for index, row in table.iterrows():
-        value = values[index]
-        empty = [f for f in factors if pd.isna(row[f])]
-        if not bool(row[learned_col]):
-            excluded.append(Omitted(str(row[unit_col]), "did not learn"))
-        elif not (math.isfinite(value) and value > 0):
-            excluded.append(Omitted(str(row[unit_col]), f"no finite positive {response} ({row[response]})"))
-        elif empty:
-            excluded.append(Omitted(str(row[unit_col]), f"no value for {', '.join(empty)}"))
+    values = pd.to_numeric(table[response], errors="coerce").astype(float).to_numpy()
+    learned = table[learned_col].to_numpy()
+    empty = table[list(factors)].isna().to_numpy()
+    for position, unit in enumerate(table[unit_col].astype(str)):
+        if not bool(learned[position]):
+            excluded.append(Omitted(unit, "did not learn"))
+        elif not (math.isfinite(values[position]) and values[position] > 0):
+            raw = table[response].iloc[position]
+            excluded.append(Omitted(unit, f"no finite positive {response} ({raw})"))
+        elif empty[position].any():
+            excluded.append(Omitted(unit, f"no value for {', '.join(np.array(factors)[empty[position]])}"))
         else:
-            keep.append(index)
-    return table.loc[keep], excluded
+            keep.append(position)
+    return table.iloc[keep], excluded
 
 
 def _contrast_matrix(grid: Mapping[str, np.ndarray], exog: np.ndarray, where: Mapping[str, str]) -> np.ndarray:
@@ -582,6 +583,40 @@ def _exp(value: float | None) -> float | None:
     return None if value is None else math.exp(value)
 
 
+def _grid_columns(factors: Sequence[str], levels: Mapping[str, list[str]]) -> list[tuple[str, ...]]:
+    """Every combination of the factors' levels, as one tuple of labels per factor."""
+    combos = list(itertools.product(*(levels[f] for f in factors)))
+    return list(zip(*combos, strict=True)) if combos else [() for _ in factors]
+
+
+def _grid_design(
+    frame: pd.DataFrame,
+    grid: Mapping[str, np.ndarray],
+    factors: Sequence[str],
+    terms: Sequence[tuple[str, ...]],
+    levels: Mapping[str, list[str]],
+    exog: np.ndarray,
+) -> np.ndarray:
+    """The fitted model's design matrix at every cell of the full grid, whatever its column order or engine.
+
+    Our own sum-coded design of the kept units spans the same columns as the model's full-rank
+    exog, so exog = ours @ T for one invertible T (found by least squares, checked exact); the
+    grid's design is then our grid design @ T.
+    """
+
+    def ours(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        codes = {f: np.array([levels[f].index(v) for v in columns[f]]) for f in factors}
+        counts = {f: len(levels[f]) for f in factors}
+        rows = len(next(iter(codes.values())))
+        return np.hstack([np.ones((rows, 1)), *(_term_columns(t, codes, counts) for t in terms)])
+
+    kept = ours({f: frame[f].to_numpy() for f in factors})
+    transform, *_ = np.linalg.lstsq(kept, exog, rcond=None)
+    if not np.allclose(kept @ transform, exog, atol=1e-9):
+        raise AssertionError("the model's design is not the sum-coded design of its terms")
+    return ours(grid) @ transform
+
+
 def _fit(frame: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], levels: dict[str, list[str]]):
     """OLS with statsmodels on internally renamed columns; the Type II table; the design of the full grid."""
     from statsmodels.formula.api import ols
@@ -594,19 +629,14 @@ def _fit(frame: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], 
     formula = "y ~ " + (" + ".join(spelled[t] for t in terms) if terms else "1")
     result = ols(formula, data=data).fit()
     table = anova_lm(result, typ=2) if terms else None
-    grid_values = list(itertools.product(*(levels[f] for f in factors)))
-    grid = pd.DataFrame(grid_values, columns=factors)
-    inner_grid = pd.DataFrame({inner[f]: pd.Categorical(grid[f], categories=levels[f]) for f in factors})
-    inner_grid["y"] = 0.0
-    grid_model = ols(formula, data=inner_grid)
-    if list(grid_model.exog_names) != list(result.model.exog_names):
-        raise AssertionError("the grid's design columns differ from the fitted model's")
+    columns = _grid_columns(factors, levels)
+    grid = {f: np.array(column, dtype=object) for f, column in zip(factors, columns, strict=True)}
     fit = _Fit(
         beta=result.params.to_numpy(),
         cov=result.cov_params().to_numpy(),
         df=round(result.df_resid),
-        grid={f: grid[f].to_numpy(dtype=object) for f in factors},
-        exog=np.asarray(grid_model.exog),
+        grid=grid,
+        exog=_grid_design(frame, grid, factors, terms, levels, np.asarray(result.model.exog)),
     )
     rows = {}
     if table is not None:
@@ -1016,14 +1046,14 @@ def _interaction_sentence(result: FactorialResult) -> str | None:
         )
         return f"{f'{within} = ' if named else ''}{e.within_level} ({how}, Holm {_p_text(e.p_holm)})"
 
-    def listing(effects: Sequence[SimpleEffect], joiner: str) -> str:
-        return f" {joiner} ".join(where(e, named=index == 0) for index, e in enumerate(effects))
+    def listing(effects: Sequence[SimpleEffect], joiner: str, named: bool = True) -> str:
+        return f" {joiner} ".join(where(e, named=named and index == 0) for index, e in enumerate(effects))
 
     yes = [e for e in effects if e.significant]
     no = [e for e in effects if not e.significant]
     head = f"The strongest interaction, {a} × {b}, is significant ({stats}): "
     if yes and no:
-        return head + f"{factor} matters at {listing(yes, 'and')} but not at {listing(no, 'or')}."
+        return head + f"{factor} matters at {listing(yes, 'and')} but not at {listing(no, 'or', named=False)}."
     if yes:
         return head + f"{factor} matters at every level of {within}, by different amounts: {listing(yes, 'and')}."
     return (
