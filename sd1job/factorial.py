@@ -35,7 +35,8 @@ The analysis, and why:
   95 % interval by inverting the noncentral F distribution for its noncentrality lambda (Steiger
   2004): lambda / (lambda + df + df_error + 1) for eta (as R's effectsize does), lambda /
   (lambda + N) for omega (the population partial effect sigma^2_effect / (sigma^2_effect +
-  sigma^2_error) for which lambda = N f^2).
+  sigma^2_error) for which lambda = N f^2). The interval is two-sided, so a term with 0.025 < p <
+  0.05 can have a lower end of 0.
 - **Marginal means** per level (estimated marginal means): the model's prediction averaged over
   every combination of the other factors' levels with equal weight, so an unbalanced table does
   not tilt them; t-interval on the log scale from the model's covariance, exponentiated.
@@ -1047,7 +1048,8 @@ def _interaction_sentence(result: FactorialResult) -> str | None:
         return f"{f'{within} = ' if named else ''}{e.within_level} ({how}, Holm {_p_text(e.p_holm)})"
 
     def listing(effects: Sequence[SimpleEffect], joiner: str, named: bool = True) -> str:
-        return f" {joiner} ".join(where(e, named=named and index == 0) for index, e in enumerate(effects))
+        parts = [where(e, named=named and index == 0) for index, e in enumerate(effects)]
+        return f"{joiner} ".join(parts) if joiner == ";" else f" {joiner} ".join(parts)
 
     yes = [e for e in effects if e.significant]
     no = [e for e in effects if not e.significant]
@@ -1055,7 +1057,7 @@ def _interaction_sentence(result: FactorialResult) -> str | None:
     if yes and no:
         return head + f"{factor} matters at {listing(yes, 'and')} but not at {listing(no, 'or', named=False)}."
     if yes:
-        return head + f"{factor} matters at every level of {within}, by different amounts: {listing(yes, 'and')}."
+        return head + f"{factor} matters at every level of {within}, by different amounts: {listing(yes, ';')}."
     return (
         head + f"the effect of {factor} changes with {within} ({listing(no, 'and')}), though no level's "
         "simple effect is significant on its own."

@@ -20,6 +20,10 @@ def _label(term: str) -> str:
     return term.replace(":", " × ")
 
 
+def _p_label(p: float | None) -> str:
+    return "" if p is None else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def _esr_axis(axes: Any) -> None:
     """A log ESR axis whose ticks read as plain numbers (0.012, not 1.2 x 10^-2)."""
     from matplotlib.ticker import FuncFormatter
@@ -60,12 +64,15 @@ def effect_sizes(terms: Sequence[TermTest], alpha: float = 0.05) -> bytes:
             axes.plot([low, high], [row, row], "-", color=colour, linewidth=2.5, alpha=0.7)
         marker = "o" if len(term.factors) == 1 else "D"
         axes.plot([term.partial_omega_sq], [row], marker, color=colour, markersize=7)
-        p = "p < 0.001" if term.p is not None and term.p < 0.001 else f"p = {term.p:.3f}" if term.p is not None else ""
-        axes.annotate(p, (1.0, row), xycoords=("axes fraction", "data"), fontsize=7, color="grey", ha="right")
     axes.set_yticks(range(len(shown)))
     axes.set_yticklabels([_label(t.term) for t in shown], fontsize=8)
     axes.set_xlim(0.0, 1.0)
     axes.set_ylim(-0.6, len(shown) - 0.4)
+    right = axes.twinx()  # each term's p value in a column of its own, clear of the intervals
+    right.set_ylim(axes.get_ylim())
+    right.set_yticks(range(len(shown)))
+    right.set_yticklabels([_p_label(t.p) for t in shown], fontsize=7, color="grey")
+    right.tick_params(axis="y", length=0)
     axes.set_xlabel("partial ω² with 95 % interval (share of variance: term / (term + error))")
     axes.set_title(f"What matters: effect size per term (blue: p < {alpha}; diamonds: interactions)", fontsize=10)
     axes.grid(True, axis="x", alpha=0.3)
@@ -135,7 +142,7 @@ def interaction(cells: Sequence[CellMean], p: float | None = None, across: str |
     axes.set_xlabel(first)
     _esr_axis(axes)
     axes.set_ylabel("test ESR (cell mean, 95 % CI)")
-    test = "" if p is None else " (p < 0.001)" if p < 0.001 else f" (p = {p:.3f})"
+    test = f" ({_p_label(p)})" if p is not None else ""
     axes.set_title(f"Interaction {first} × {second}{test}: parallel lines would mean none", fontsize=10)
     _guides_in_view(axes)
     axes.grid(True, which="both", alpha=0.3)
