@@ -2,5 +2,7 @@
 
 - ``weights``: load a ``.keras`` file, check it is the model a unit needs, take its LSTM/Dense weights;
 - ``windowed``: the seed's model, one window of n dry samples per output sample (XLA, batched);
-- ``stateful``: the context-free model, one LSTM step per sample with the state carried (numba, batch 1).
+- ``stateful``: the context-free model, one LSTM step per sample with the state carried (numba, batch 1);
+- ``delayline``: the stateful model at a higher rate than trained (the recurrence reads a delayed state);
+- ``rates``: which of delay line, resampling or naive a unit uses at a run rate, and the processing.
 """
