@@ -28,6 +28,7 @@ from sd1job.audio import CheckedPair, encode_wav, load_riffs
 from sd1job.config import Config, EvalConfig, RecordingsConfig
 from sd1job.errors import UserError
 from sd1job.hashing import fingerprint, sha256_hex
+from sd1job.infer.predictor import make_predictor
 from sd1job.layout import RunLayout, riff_dry_key, riff_wet_key
 from sd1job.model import flops_per_sample
 from sd1job.stages.options import add_unit_options, chosen_units
@@ -136,21 +137,6 @@ def read_history(store: Store, key: str) -> dict[str, Any]:
     if not isinstance(history["epochs"], list) or not all(isinstance(e, dict) for e in history["epochs"]):
         raise EvalError(f"{store.url(key)}: history field 'epochs' must be a list of objects")
     return history
-
-
-def make_predictor(model_data: bytes, source: str, unit: Unit, batch_size: int) -> Any:
-    """The fast predictor of the unit's kind (TensorFlow and numba are imported only here)."""
-    from sd1job.infer.weights import load_weights
-
-    weights = load_weights(model_data, source, unit.context)
-    if unit.kind == "stateful":
-        from sd1job.infer.stateful import StreamingPredictor
-
-        return StreamingPredictor(weights)
-    from sd1job.infer.windowed import SlidingWindowPredictor
-
-    assert unit.context is not None
-    return SlidingWindowPredictor(weights, unit.context, batch_size)
 
 
 def output_wav(prediction: np.ndarray, sample_rate: int, source: str) -> bytes:
