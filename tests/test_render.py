@@ -231,3 +231,35 @@ def test_long_inputs_log_their_progress_every_tenth(caplog: pytest.LogCaptureFix
         for fraction in (0.05, 0.1, 0.15, 0.25, 0.26, 1.0):
             report(fraction)
     assert [r.getMessage().split(": ")[1] for r in caplog.records] == [" 10 % done", " 25 % done", "100 % done"]
+
+
+def test_eval_scores_riffs_recorded_at_another_rate_apart_from_the_training_rate(
+    run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from sd1job.audio import encode_wav
+    from tests.helpers import toy_pedal
+
+    config, store = run["config"], run["store"]
+    layout = RunLayout(config.run_id)
+    test_dir = "recordings/test16k"
+    for index, riff in enumerate(config.recordings.riffs):
+        dry = toy_dry(0.4, 2 * RATE, seed=200 + index)
+        store.write_bytes(riff_dry_key(test_dir, riff), encode_wav(dry, 2 * RATE))
+        store.write_bytes(f"{test_dir}/Wet/w_{riff}.wav", encode_wav(toy_pedal(dry), 2 * RATE))
+    before = store.read_bytes(layout.scores(STATEFUL))
+    command = ["eval", "-q", "--config", run["path"], "--unit", "stateful-s25", "--rate", str(2 * RATE)]
+    assert cli.main(command) == 2
+    assert "needs --test-dir" in capsys.readouterr().err
+    assert cli.main([*command, "--test-dir", test_dir]) == 0
+    document = store.read_json(layout.scores(STATEFUL, 2 * RATE))
+    assert (document["sample_rate"], document["training_rate"], document["method"]) == (2 * RATE, RATE, "delay")
+    assert [row["riff"] for row in document["rows"]] == config.recordings.riffs
+    assert all(0 < row["esr"] < 1 for row in document["rows"])
+    output = sf.info(io.BytesIO(store.read_bytes(layout.unit_output(STATEFUL, "battery", 2 * RATE))))
+    assert output.samplerate == 2 * RATE and output.frames == int(0.4 * 2 * RATE)
+    assert store.read_bytes(layout.scores(STATEFUL)) == before  # the training rate's scores stay as they were
+    key = layout.scores(STATEFUL, 2 * RATE)
+    written = store.read_bytes(key)
+    assert cli.main([*command, "--test-dir", test_dir]) == 0 and store.read_bytes(key) == written  # up to date
+    assert cli.main([*command, "--test-dir", test_dir, "--method", "resample"]) == 0
+    assert store.read_json(key)["method"] == "resample"
