@@ -263,3 +263,15 @@ def test_eval_scores_riffs_recorded_at_another_rate_apart_from_the_training_rate
     assert cli.main([*command, "--test-dir", test_dir]) == 0 and store.read_bytes(key) == written  # up to date
     assert cli.main([*command, "--test-dir", test_dir, "--method", "resample"]) == 0
     assert store.read_json(key)["method"] == "resample"
+
+
+def test_a_windowed_unit_at_another_rate_resamples_and_says_so(
+    run: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dry = toy_dry(0.3, 12000, seed=6)
+    source = tmp_path / "di.wav"
+    sf.write(str(source), dry, 12000, subtype="PCM_24")
+    assert render(run, WINDOWED.name, source, tmp_path / "o.wav") == 0
+    rendered, rate = sf.read(str(tmp_path / "o.wav"), dtype="float32")
+    assert rate == 12000 and len(rendered) == len(dry) and float(np.std(rendered)) > 1e-3
+    assert "windowed unit's context is in samples at 8000 Hz: resampling instead" in caplog.text
