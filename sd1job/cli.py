@@ -22,7 +22,7 @@ from sd1job.errors import UserError
 from sd1job.formatting import one_line
 
 # Commands whose modules load TensorFlow (imported quietly first, see _import_tensorflow_quietly).
-TENSORFLOW_COMMANDS = frozenset({"train", "eval", "export", "sweep", "capture"})
+TENSORFLOW_COMMANDS = frozenset({"train", "eval", "export", "sweep", "capture", "render"})
 
 # name -> (module, needs a config, one-line help)
 COMMANDS: dict[str, tuple[str, bool, str]] = {
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "train": ("sd1job.stages.train", True, "train one unit (context, seed) or a context's seeds (resumable)"),
     "eval": ("sd1job.stages.evaluate", True, "score trained units on the test riffs (every unit not yet scored)"),
     "report": ("sd1job.stages.report", True, "gather every unit's scores: results, statistics, plots, report.html"),
+    "render": ("sd1job.stages.render", True, "run your own DI recording through a trained unit, at any sample rate"),
     "export": ("sd1job.stages.export", True, "write a trained stateful unit as a Neural Amp Modeler .nam file"),
     "sweep": ("sd1job.stages.sweep", True, "run data -> train -> eval every unit -> report here, skipping done work"),
     "capture": ("sd1job.stages.capture", True, "model your own pedal from one DI/output pair: check, split, sweep"),

@@ -14,6 +14,7 @@ everything a run writes is under ``runs/<run_id>/``::
     models/<unit>/history.json      per-epoch history and totals (written last: the unit is trained)
     models/<unit>/eval/o_<riff>.wav the unit's output on each test riff (eval stage)
     models/<unit>/eval/scores.json  the unit's scores on every riff (written last: the unit is scored)
+    models/<unit>/eval-<R>hz/...    the same, scored on riffs recorded at another rate R (eval --rate)
     exports/<unit>.nam              a stateful unit as a Neural Amp Modeler file (export)
 
 A player's capture keeps its aligned recordings under ``captures/<name>/`` (``CaptureLayout``).
@@ -148,13 +149,13 @@ class RunLayout:
         return join_key(self.unit_dir(unit), "checkpoint.npz")
 
     # eval stage (per unit)
-    def scores(self, unit: Unit) -> str:
-        """The unit's scores on every riff (its presence means scored)."""
-        return join_key(self.unit_dir(unit), "eval", "scores.json")
+    def scores(self, unit: Unit, rate: int | None = None) -> str:
+        """The unit's scores on every riff (its presence means scored); ``rate``: scored at another rate."""
+        return join_key(self.unit_dir(unit), _eval_folder(rate), "scores.json")
 
-    def unit_output(self, unit: Unit, riff: str) -> str:
-        """The unit's output on one riff."""
-        return join_key(self.unit_dir(unit), "eval", f"o_{riff}.wav")
+    def unit_output(self, unit: Unit, riff: str, rate: int | None = None) -> str:
+        """The unit's output on one riff; ``rate``: at another rate."""
+        return join_key(self.unit_dir(unit), _eval_folder(rate), f"o_{riff}.wav")
 
     # export
     def export(self, unit: Unit, extension: str = "nam") -> str:
@@ -190,3 +191,8 @@ class RunLayout:
     def report_export(unit: Unit, extension: str = "nam") -> str:
         """Where the report keeps a copy of an exported model (relative to eval/)."""
         return f"exports/{unit.name}.{extension}"
+
+
+def _eval_folder(rate: int | None) -> str:
+    """``eval`` for the training rate's scores; ``eval-<rate>hz`` for scores at another rate."""
+    return "eval" if rate is None else f"eval-{rate}hz"

@@ -49,7 +49,8 @@ def unit_labels(run: str, unit: Unit, job: str | None = None, le: str | None = N
     context = "none" if unit.context is None else str(unit.context)
     pushed = f'instance="",job="{job}",' if job else ""
     bucket = f'le="{le}",' if le else ""
-    return f'arm="{unit.arm}",context="{context}",{pushed}kind="{unit.kind}",{bucket}run="{run}",seed="{unit.seed}",unit="{unit.name}"'
+    head = f'arm="{unit.arm}",context="{context}",{pushed}kind="{unit.kind}",{bucket}'
+    return head + f'run="{run}",seed="{unit.seed}",unit="{unit.name}"'
 
 
 C44 = Unit("windowed", 44, 25)

@@ -1,0 +1,210 @@
+"""The stateful model at a higher sample rate than it was trained at: the recurrence reads a delayed state.
+
+Carson, Wright, Chowdhury, Valimaki and Bilbao, "Sample rate independent recurrent neural
+networks for audio effects processing" (DAFx 2024): a recurrent model trained at rate ``F`` and
+run at ``M F`` (``M >= 1``) keeps its time constants if step ``n`` reads the state of ``M``
+samples ago, ``(h, c)[n - M]``, instead of ``(h, c)[n - 1]``: one step then spans the same
+time as one step in training. For an integer ``M`` (88.2 kHz for a 44.1 kHz model) the read is
+exact; for a non-integer ``M`` (48 or 96 kHz) the delayed state is interpolated from four stored
+states by cubic Lagrange interpolation (the paper's best non-integer method): with
+``M >= 2`` the taps are the delays ``floor(M) - 1 .. floor(M) + 2`` around ``M``; with
+``1 < M < 2`` they are ``1 .. 4`` (the most recent state is one sample old, so the taps cannot be
+centred). ``M = 1`` is the ordinary model. Below the training rate (``M < 1``) the state it would
+need is in the future: resample instead (``sd1job.infer.rates``).
+
+The kernel is the same compiled loop as ``sd1job.infer.stateful`` (same gate arithmetic, same
+rational tanh, same fastmath limits) with a ring buffer of the last ``floor(M) + 2`` states; the
+interpolation adds ``2 x 4 x u`` multiply-adds per sample to the ``4u x u`` recurrent product.
+Output sample ``t`` is ``Dense(h_t)``, as at the training rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numba
+import numpy as np
+
+from sd1job.infer.stateful import _tanh
+from sd1job.infer.weights import LstmWeights
+
+LAGRANGE_ORDER = 3
+
+
+def lagrange_weights(position: float, order: int = LAGRANGE_ORDER) -> np.ndarray:
+    """Weights of the ``order + 1`` points ``0 .. order`` that interpolate a polynomial at ``position``."""
+    weights = np.ones(order + 1)
+    for n in range(order + 1):
+        for k in range(order + 1):
+            if k != n:
+                weights[n] *= (position - k) / (n - k)
+    return weights
+
+
+def delay_taps(run_rate: int, training_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The delays (int64, in samples at ``run_rate``) the recurrence reads, and their weights (float32).
+
+    ``M = run_rate / training_rate``, computed exactly: an integer ``M`` gives one tap of weight 1;
+    otherwise four cubic Lagrange taps (see the module docstring). ValueError if ``M < 1``.
+    """
+    factor = Fraction(int(run_rate), int(training_rate))
+    if factor < 1:
+        raise ValueError(
+            f"the delay line needs a run rate at or above the training rate ({run_rate} Hz < {training_rate} Hz)"
+        )
+    if factor.denominator == 1:
+        return np.array([int(factor)], np.int64), np.ones(1, np.float32)
+    whole = math.floor(factor)
+    first = whole - 1 if whole >= 2 else 1
+    position = float(factor - first)  # in [1, 2) when centred, in (0, 1) when 1 < M < 2
+    delays = np.arange(first, first + LAGRANGE_ORDER + 1, dtype=np.int64)
+    return delays, lagrange_weights(position).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DelayLineState:
+    """The last ``length`` states, float32 ``(length, 2u)`` (each row ``h`` then ``c``), the newest in row ``head``."""
+
+    ring: np.ndarray
+    head: int
+
+    @classmethod
+    def zeros(cls, length: int, units: int) -> DelayLineState:
+        """Every stored state zero: the start the model has in training."""
+        return cls(np.zeros((length, 2 * units), np.float32), 0)
+
+    @property
+    def h(self) -> np.ndarray:
+        """The newest hidden state ``(u,)``."""
+        return self.ring[self.head, : self.ring.shape[1] // 2]
+
+    @property
+    def c(self) -> np.ndarray:
+        """The newest cell state ``(u,)``."""
+        return self.ring[self.head, self.ring.shape[1] // 2 :]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+def _stream_delayed(dry, kernel, recurrent, bias, dense, dense_bias, delays, taps, ring, head, out):  # type: ignore[no-untyped-def]
+    """Run the LSTM over ``dry`` reading ``sum_k taps[k] * state[t - delays[k]]``; return the new ``head``.
+
+    ``ring`` (updated in place) holds the last ``length`` states, ``h`` then ``c`` in each row, the
+    newest in row ``head``; the state ``d`` samples old is in row ``(head - d + 1) mod length``.
+    ``h`` and ``c`` are read together as one contiguous ``2u`` vector per tap.
+    """
+    length = ring.shape[0]
+    units = ring.shape[1] // 2
+    four = 4 * units
+    half = np.float32(0.5)
+    z = np.empty(four, np.float32)
+    state = np.empty(2 * units, np.float32)  # the delayed (h, c) read this step
+    h = state[:units]
+    c = state[units:]
+    for t in range(dry.shape[0]):
+        row = (head - delays[0] + 1) % length
+        weight = taps[0]
+        for j in range(2 * units):
+            state[j] = weight * ring[row, j]
+        for k in range(1, delays.shape[0]):
+            row = (head - delays[k] + 1) % length
+            weight = taps[k]
+            for j in range(2 * units):
+                state[j] += weight * ring[row, j]
+        x = dry[t]
+        for k in range(four):
+            z[k] = bias[k] + x * kernel[k]
+        blocked = units - units % 8
+        for j in range(0, blocked, 8):
+            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
+            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
+            for k in range(four):
+                z[k] += (
+                    h0 * recurrent[j, k]
+                    + h1 * recurrent[j + 1, k]
+                    + h2 * recurrent[j + 2, k]
+                    + h3 * recurrent[j + 3, k]
+                    + h4 * recurrent[j + 4, k]
+                    + h5 * recurrent[j + 5, k]
+                    + h6 * recurrent[j + 6, k]
+                    + h7 * recurrent[j + 7, k]
+                )
+        for j in range(blocked, units):
+            hj = h[j]
+            for k in range(four):
+                z[k] += hj * recurrent[j, k]
+        head = (head + 1) % length
+        acc = np.float32(0.0)
+        for j in range(units):
+            input_gate = half + half * _tanh(half * z[j])
+            forget_gate = half + half * _tanh(half * z[units + j])
+            candidate = _tanh(z[2 * units + j])
+            output_gate = half + half * _tanh(half * z[3 * units + j])
+            cell = forget_gate * c[j] + input_gate * candidate
+            ring[head, units + j] = cell
+            hidden = output_gate * _tanh(cell)
+            ring[head, j] = hidden
+            acc += hidden * dense[j]
+        out[t] = acc + dense_bias
+    return head
+
+
+class DelayLinePredictor:
+    """Stream signals at ``run_rate`` through a stateful model trained at ``training_rate`` (run rate >= training)."""
+
+    def __init__(self, weights: LstmWeights, training_rate: int, run_rate: int) -> None:
+        units = weights.units
+        self.weights = weights
+        self.units = units
+        self.training_rate = int(training_rate)
+        self.run_rate = int(run_rate)
+        self.delays, self.taps = delay_taps(run_rate, training_rate)
+        self.length = int(self.delays.max())
+        self._kernel = np.ascontiguousarray(weights.kernel, dtype=np.float32)
+        self._recurrent = np.ascontiguousarray(weights.recurrent, dtype=np.float32)
+        self._bias = np.ascontiguousarray(weights.bias, dtype=np.float32)
+        self._dense = np.ascontiguousarray(weights.dense_kernel, dtype=np.float32)
+        self._dense_bias = np.float32(weights.dense_bias)
+        shapes = (self._kernel.shape, self._bias.shape, self._recurrent.shape, self._dense.shape)
+        if shapes != ((4 * units,), (4 * units,), (units, 4 * units), (units,)):
+            raise ValueError(f"weights have shapes {shapes}, not those of an LSTM({units}) -> Dense(1)")
+
+    def zero_state(self) -> DelayLineState:
+        """The all-zero history (the default start of ``stream``)."""
+        return DelayLineState.zeros(self.length, self.units)
+
+    def warm_up(self) -> None:
+        """Compile the loop, or load it from numba's cache, now (so timings exclude it)."""
+        self.stream(np.zeros(1, np.float32))
+
+    def stream(self, dry: np.ndarray, state: DelayLineState | None = None) -> tuple[np.ndarray, DelayLineState]:
+        """Output for every sample of ``dry`` (float32, same length) from ``state`` (zeros if None); the end state.
+
+        ``state`` is not modified; consecutive chunks, each from the state the previous call
+        returned, give the output of one call on the whole signal.
+        """
+        signal = np.ascontiguousarray(np.asarray(dry, dtype=np.float32).ravel())
+        start = state or self.zero_state()
+        if start.ring.shape != (self.length, 2 * self.units):
+            raise ValueError(f"state has shape {start.ring.shape}, expected ({self.length}, {2 * self.units})")
+        ring = np.array(start.ring, dtype=np.float32)  # a fresh copy: the kernel updates it in place
+        out = np.empty(len(signal), np.float32)
+        head = _stream_delayed(
+            signal,
+            self._kernel,
+            self._recurrent,
+            self._bias,
+            self._dense,
+            self._dense_bias,
+            self.delays,
+            self.taps,
+            ring,
+            int(start.head),
+            out,
+        )
+        return out, DelayLineState(ring, int(head))
+
+    def predict(self, dry: np.ndarray) -> np.ndarray:
+        """The model's output for every sample of ``dry`` from the zero state (float32, same length)."""
+        return self.stream(dry)[0]

@@ -1,0 +1,29 @@
+"""A unit's fast predictor from its model file: the one way eval and render load a model.
+
+TensorFlow (to read the ``.keras`` file) and numba are imported only when a predictor is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sd1job.units import Unit
+
+
+def make_predictor(model_data: bytes, source: str, unit: Unit, batch_size: int) -> Any:
+    """The fast predictor of the unit's kind from its ``.keras`` bytes (``source`` names the file in errors).
+
+    Stateful: ``StreamingPredictor``; windowed: ``SlidingWindowPredictor`` in blocks of ``batch_size``.
+    Both have ``weights``, ``warm_up()`` and ``predict(dry)``; ModelFileError if the file is not the unit's model.
+    """
+    from sd1job.infer.weights import load_weights
+
+    weights = load_weights(model_data, source, unit.context)
+    if unit.kind == "stateful":
+        from sd1job.infer.stateful import StreamingPredictor
+
+        return StreamingPredictor(weights)
+    from sd1job.infer.windowed import SlidingWindowPredictor
+
+    assert unit.context is not None
+    return SlidingWindowPredictor(weights, unit.context, batch_size)
