@@ -81,9 +81,7 @@ class Session:
     @staticmethod
     def from_json(data: dict[str, Any]) -> Session:
         """The inverse of ``to_json``."""
-        trials = [
-            Trial(**{**t, "slots": tuple(Slot(**s) for s in t["slots"])}) for t in data.get("trials", [])
-        ]
+        trials = [Trial(**{**t, "slots": tuple(Slot(**s) for s in t["slots"])}) for t in data.get("trials", [])]
         return Session(
             session_id=data["session_id"],
             listener=data["listener"],

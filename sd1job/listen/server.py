@@ -83,7 +83,8 @@ class ListeningTest:
             "trials": len(sample.trials),
             "sample_rate": self.stimuli.sample_rate,
             "excerpt_seconds": self.stimuli.seconds,
-            "levels": f"Levels are matched: every sound plays at the same loudness ({TARGET_LUFS:.0f} LUFS, ITU-R BS.1770).",
+            "levels": f"Levels are matched: every sound plays at the same loudness ({TARGET_LUFS:.0f} LUFS, "
+            "ITU-R BS.1770).",
             "labels": list(MUSHRA_LABELS),
         }
 
@@ -135,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "sd1job-listen"
     test: ListeningTest  # set on the class made by make_server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
@@ -154,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message})
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             return self._send(200, _static("index.html"), "text/html; charset=utf-8")
@@ -180,9 +181,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, public_trial(session, index))
         return self._error(404, "not found")
 
-    do_HEAD = do_GET
+    do_HEAD = do_GET  # noqa: N815 (the stdlib's name)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/api/sessions":
             payload = self._read_json()

@@ -63,7 +63,7 @@ def representative_units(store: Store, layout: RunLayout, units: list[Unit]) -> 
 
 def excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
     """The first ``seconds`` of a signal (all of it if shorter)."""
-    return np.asarray(samples[: int(round(seconds * sample_rate))], dtype=np.float64)
+    return np.asarray(samples[: round(seconds * sample_rate)], dtype=np.float64)
 
 
 def low_pass_anchor(samples: np.ndarray, sample_rate: int, cutoff: float = ANCHOR_CUTOFF_HZ) -> np.ndarray:
@@ -138,9 +138,8 @@ def build_stimuli(store: Store, config: Config) -> StimulusSet:
         for arm, unit in chosen.items():
             output = excerpt(_read(store, layout.unit_output(unit, riff), rate), rate, seconds)
             if output.size != pedal.size:
-                raise StimulusError(
-                    f"{store.url(layout.unit_output(unit, riff))}: {output.size} samples, the pedal's riff has {pedal.size}"
-                )
+                key = layout.unit_output(unit, riff)
+                raise StimulusError(f"{store.url(key)}: {output.size} samples, the pedal's riff has {pedal.size}")
             raw[(arm, riff)] = output
     gains = match_loudness(raw, rate)
     stimuli = StimulusSet(
