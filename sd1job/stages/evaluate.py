@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sd1job import scores
+from sd1job import perceptual, scores
 from sd1job.audio import CheckedPair, encode_wav, load_riffs
 from sd1job.config import Config, EvalConfig, RecordingsConfig
 from sd1job.errors import UserError
@@ -102,6 +102,7 @@ def inputs_digest(
     return fingerprint(
         {
             "eval": settings.model_dump(exclude={"waveform_riff", "alpha"}),
+            "metrics": perceptual.METRICS_VERSION,
             "objects": {key: sha256_hex(store.read_bytes(key)) for key in keys},
         }
     )
@@ -167,6 +168,7 @@ def score_row(unit: Unit, riff: CheckedPair, prediction: np.ndarray, infer_secon
     """One riff's scores and inference cost."""
     row: dict[str, Any] = {"riff": riff.name}
     row.update(scores.score_all(riff.wet, prediction, pre_emphasis).as_dict())
+    row.update(perceptual.perceptual_scores(riff.wet, prediction, riff.sample_rate))
     row["infer_seconds"] = infer_seconds
     row["realtime_factor"] = riff.seconds / infer_seconds if infer_seconds > 0 else None
     return row

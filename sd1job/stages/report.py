@@ -33,6 +33,8 @@ from sd1job.config import Config
 from sd1job.errors import UserError
 from sd1job.hashing import fingerprint, sha256_hex
 from sd1job.layout import REPORT_HTML, RESULTS_CSV, RESULTS_JSON, SUMMARY_CSV, RunLayout
+from sd1job.listen.report import listening_keys, listening_section
+from sd1job.perceptual import PERCEPTUAL_NAMES
 from sd1job.report import figures, html
 from sd1job.store import MissingObjectError, Store, StoreError, open_store
 from sd1job.units import Unit
@@ -51,6 +53,7 @@ ROW_COLUMNS = (
     "mse",
     "mae",
     "stft",
+    *PERCEPTUAL_NAMES,
     "epochs_run",
     "best_epoch",
     "train_seconds",
@@ -71,6 +74,7 @@ SUMMARY_COLUMNS = (
     "esr_high",
     "esr_pre",
     "stft",
+    *PERCEPTUAL_NAMES,
     "mse",
     "mae",
     "val_esr",
@@ -148,6 +152,7 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
                     "context_ms": context_ms(unit.context, document["sample_rate"]),
                     "seed": unit.seed,
                     **{name: entry[name] for name in ("riff", *scores.SCORE_NAMES)},
+                    **{name: entry.get(name) for name in PERCEPTUAL_NAMES},  # absent in older scores
                     "epochs_run": training["epochs_run"],
                     "best_epoch": training["best_epoch"],
                     "train_seconds": training["train_seconds"],
@@ -196,6 +201,7 @@ def summary_rows(
                 "esr_low": interval.get("low"),
                 "esr_high": interval.get("high"),
                 **{name: float(np.mean([row[name] for row in mine])) for name in AVERAGED},
+                **{name: _mean_or_none([row[name] for row in mine]) for name in PERCEPTUAL_NAMES},
                 "val_esr": float(np.mean([d["training"]["best_val_loss"] for d in documents])),
                 "test_over_val": (stat.get("gap") or {}).get("ratio"),
                 "p_worse_than_best": comparison.get("p_value"),
@@ -210,6 +216,11 @@ def summary_rows(
             }
         )
     return summary
+
+
+def _mean_or_none(values: list[Any]) -> float | None:
+    """The mean, or None if any value is missing."""
+    return None if any(v is None for v in values) else float(np.mean(values))
 
 
 def reference_row(riff: CheckedPair) -> dict[str, Any]:
@@ -242,6 +253,7 @@ def inputs_digest(store: Store, layout: RunLayout, config: Config, units: list[U
     """What the report depends on: every unit's scores and exports, and the settings it shows."""
     keys = [layout.scores(u) for u in units if store.exists(layout.scores(u))]
     keys += [key for _, key in exported_files(store, layout, units)]
+    keys += listening_keys(store, layout)
     return fingerprint(
         {"config": config.model_dump(mode="json"), "objects": {k: sha256_hex(store.read_bytes(k)) for k in keys}}
     )
@@ -288,6 +300,9 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         sample_rate=config.recordings.sample_rate,
     )
     summary = summary_rows(scored, rows, analysis)
+    listening_test = listening_section(store, config, rows)
+    if listening_test is not None:
+        analysis["verdict"] += listening_test["verdict"]
     reference = [reference_row(riff) for riff in riffs]
     results = {
         "run_id": config.run_id,
@@ -298,6 +313,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         "rows": rows,
         "summary": summary,
         "statistics": analysis,
+        "listening_test": listening_test,
         "reference": reference,
         "missing": missing,
         "inputs": inputs_digest(store, layout, config, units),
@@ -331,6 +347,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         summary_columns=list(SUMMARY_COLUMNS),
         reference=reference,
         statistics=analysis,
+        listening_test=listening_test,
         figures=figure_list,
         listening=listening,
         exports=exports,
