@@ -175,6 +175,7 @@ async function next(progress) {
   state.answered = progress.answered;
   if (progress.answered >= progress.total) {
     stop();
+    state.loaded = false;
     $("trial").hidden = true; $("done").hidden = false;
     localStorage.removeItem(STORE_KEY);
     return;
@@ -189,6 +190,8 @@ async function begin(progress) {
   await next(progress);
 }
 
+// Space must never press a focused button (that would answer): stop its default on both key events.
+document.addEventListener("keyup", (event) => { if (event.key === " ") event.preventDefault(); });
 document.addEventListener("keydown", (event) => {
   if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
   if (event.key === " ") { event.preventDefault(); stop(); return; }
