@@ -26,7 +26,6 @@ from sd1job.listen.design import Session
 from sd1job.listen.report import listening_section
 from sd1job.store import LocalStore
 from tests.listen.fixtures import scored_run
-from tests.test_report_browser import browser  # noqa: F401 (the shared chromium fixture)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
