@@ -59,6 +59,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, L
     server.server_close()
 
 
+def strings_of(value: Any) -> set[str]:
+    """Every string (keys and values) in a JSON document."""
+    if isinstance(value, dict):
+        return set(value) | {s for v in value.values() for s in strings_of(v)}
+    if isinstance(value, list):
+        return {s for v in value for s in strings_of(v)}
+    return {value} if isinstance(value, str) else set()
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -127,9 +136,15 @@ def test_the_answer_key_appears_in_nothing_served(served: tuple[Config, LocalSto
         ]
         served_text.append(json.dumps(answered))
     secrets_of_the_key = [*test.stimuli.arms, *test.stimuli.units.values(), "hidden_reference", "anchor", "correct"]
-    json_served = [text for text in served_text if text.startswith("{")]
+    json_strings = set()
+    for text in served_text:
+        if text.startswith("{"):
+            json_strings |= strings_of(json.loads(text))
     for secret in secrets_of_the_key:
-        assert not any(secret in text for text in json_served), secret
+        # as a whole string value or key; as a substring too, where a random hex token cannot contain it
+        assert secret not in json_strings, secret
+        if not all(c in "0123456789abcdef" for c in secret):
+            assert not any(secret in text for text in json_strings), secret
     pages = "".join(served_text[:3])
     assert not any(arm in pages for arm in test.stimuli.units.values())
     assert str(key.seed) not in "".join(served_text)
