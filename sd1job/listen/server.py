@@ -168,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
             found = self.test.audio.get(match.group(1))
             if found is None:
                 return self._error(404, "unknown stimulus")
-            return self._send(200, self.test.stimuli.wavs[found], "audio/wav")
+            return self._send(200, self.test.stimuli.served_wav(found, match.group(1)), "audio/wav")
         if match := SESSION_PATH.match(path):
             if match.group(1) not in self.test.sessions:
                 return self._error(404, "unknown session")

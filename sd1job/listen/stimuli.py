@@ -7,6 +7,10 @@ low-passed at ``ANCHOR_CUTOFF_HZ``, ITU-R BS.1534-3). Each is cut to the same ex
 riff's first ``excerpt_seconds``) and its integrated loudness (ITU-R BS.1770-4, pyloudnorm) set to
 ``TARGET_LUFS``; if that would clip any stimulus, every stimulus is lowered by the same amount,
 so levels stay matched.
+
+Every served copy is the stimulus plus its own dither of one 24-bit step (``served_wav``, seeded by
+the copy's token): inaudible (-138 dBFS), but no two copies are byte-identical, so a page cannot
+find which of A and B the X repeats by comparing files.
 """
 
 from __future__ import annotations
@@ -99,7 +103,16 @@ class StimulusSet:
     units: dict[str, str]  # arm -> the representative unit's name
     seconds: float
     wavs: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    samples: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # matched, float32
     gains_db: dict[str, float] = field(default_factory=dict)  # "condition/riff" -> gain applied
+
+    def served_wav(self, key: tuple[str, str], token: str) -> bytes:
+        """One served copy of a stimulus: TPDF dither of one 24-bit step, drawn from the token, then 24-bit WAV."""
+        rng = np.random.default_rng(int(token, 16))
+        step = 2.0**-23
+        samples = self.samples[key]
+        dither = (rng.random(samples.size) - rng.random(samples.size)) * step
+        return encode_wav(np.clip(samples + dither, -1.0, 1.0).astype(np.float32), self.sample_rate)
 
     @property
     def fingerprint(self) -> str:
@@ -151,7 +164,9 @@ def build_stimuli(store: Store, config: Config) -> StimulusSet:
     )
     for key, samples in raw.items():
         gain = gains[key]
-        stimuli.wavs[key] = encode_wav(np.clip(samples * gain, -1.0, 1.0).astype(np.float32), rate)
+        matched = np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
+        stimuli.samples[key] = matched
+        stimuli.wavs[key] = encode_wav(matched, rate)
         stimuli.gains_db[f"{key[0]}/{key[1]}"] = round(20 * float(np.log10(gain)), 6)
     log.info(
         "listen: %d arms (%s), %d riffs, excerpts of %.1f s, matched to %.0f LUFS",

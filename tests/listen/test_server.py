@@ -128,9 +128,16 @@ def test_the_answer_key_appears_in_nothing_served(served: tuple[Config, LocalSto
         assert [s["label"] for s in public["stimuli"]] == ["A", "B", "X"]
         tokens += [s["id"] for s in public["stimuli"]]
         served_text.append(json.dumps(public))
+        wavs = []
         for stimulus in public["stimuli"]:
             wav = client.request("GET", f"/audio/{stimulus['id']}.wav")[1]
             assert b"LIST" not in wav[:200] and not any(name.encode() in wav for name in test.stimuli.units.values())
+            wavs.append(wav)
+        # X repeats A or B, but no served file is byte-identical to another: comparing files gives nothing away
+        assert len(set(wavs)) == 3
+        a, b, x = (decode_wav(w, "served").samples for w in wavs)
+        repeated = a if trial.correct == "A" else b
+        assert float(np.max(np.abs(x - repeated))) <= 2.0**-22 + 1e-9
         answered = client.json("POST", f"/api/sessions/{session_id}/answers", {"trial": trial.trial_id, "choice": "A"})[
             1
         ]
