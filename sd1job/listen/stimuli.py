@@ -8,9 +8,9 @@ riff's first ``excerpt_seconds``) and its integrated loudness (ITU-R BS.1770-4, 
 ``TARGET_LUFS``; if that would clip any stimulus, every stimulus is lowered by the same amount,
 so levels stay matched.
 
-Every served copy is the stimulus plus its own dither of one 24-bit step (``served_wav``, seeded by
-the copy's token): inaudible (-138 dBFS), but no two copies are byte-identical, so a page cannot
-find which of A and B the X repeats by comparing files.
+Every served copy differs from the stimulus by one 24-bit step on about half its samples, at random
+(``served_wav``, drawn from the copy's token): inaudible (-138 dBFS), but no two copies are
+byte-identical, so a page cannot find which of A and B the X repeats by comparing files.
 """
 
 from __future__ import annotations
@@ -103,16 +103,20 @@ class StimulusSet:
     units: dict[str, str]  # arm -> the representative unit's name
     seconds: float
     wavs: dict[tuple[str, str], bytes] = field(default_factory=dict)
-    samples: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # matched, float32
     gains_db: dict[str, float] = field(default_factory=dict)  # "condition/riff" -> gain applied
 
     def served_wav(self, key: tuple[str, str], token: str) -> bytes:
-        """One served copy of a stimulus: TPDF dither of one 24-bit step, drawn from the token, then 24-bit WAV."""
-        rng = np.random.default_rng(int(token, 16))
-        step = 2.0**-23
-        samples = self.samples[key]
-        dither = (rng.random(samples.size) - rng.random(samples.size)) * step
-        return encode_wav(np.clip(samples + dither, -1.0, 1.0).astype(np.float32), self.sample_rate)
+        """One served copy of a stimulus: the 24-bit WAV with the lowest bit of each sample flipped at random.
+
+        The flips are drawn from the token; a flip moves a sample by one 24-bit step (-138 dBFS) and
+        never carries. About 3 ms for 10 s at 44.1 kHz, so serving stays cheap under load.
+        """
+        data = bytearray(self.wavs[key])
+        start, length = _data_chunk(data)
+        low_bytes = np.frombuffer(data, dtype=np.uint8, count=length, offset=start)[::3]
+        flips = np.random.default_rng(int(token, 16)).integers(0, 2, low_bytes.size, dtype=np.uint8)
+        data[start : start + length : 3] = (low_bytes ^ flips).tobytes()
+        return bytes(data)
 
     @property
     def fingerprint(self) -> str:
@@ -132,6 +136,17 @@ class StimulusSet:
             "gains_db": self.gains_db,
             "fingerprint": self.fingerprint,
         }
+
+
+def _data_chunk(wav: bytearray) -> tuple[int, int]:
+    """Offset and length of a RIFF/WAVE file's ``data`` chunk (ValueError if it has none)."""
+    offset = 12
+    while offset + 8 <= len(wav):
+        size = int.from_bytes(wav[offset + 4 : offset + 8], "little")
+        if wav[offset : offset + 4] == b"data":
+            return offset + 8, min(size, len(wav) - offset - 8)
+        offset += 8 + size + (size & 1)
+    raise ValueError("WAV without a data chunk")
 
 
 def build_stimuli(store: Store, config: Config) -> StimulusSet:
@@ -164,9 +179,7 @@ def build_stimuli(store: Store, config: Config) -> StimulusSet:
     )
     for key, samples in raw.items():
         gain = gains[key]
-        matched = np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
-        stimuli.samples[key] = matched
-        stimuli.wavs[key] = encode_wav(matched, rate)
+        stimuli.wavs[key] = encode_wav(np.clip(samples * gain, -1.0, 1.0).astype(np.float32), rate)
         stimuli.gains_db[f"{key[0]}/{key[1]}"] = round(20 * float(np.log10(gain)), 6)
     log.info(
         "listen: %d arms (%s), %d riffs, excerpts of %.1f s, matched to %.0f LUFS",
