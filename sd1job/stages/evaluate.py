@@ -4,7 +4,8 @@
 ``--kind stateful``) predicts every riff in ``recordings.riffs`` whole with the unit's model and
 writes under the unit's folder ``models/<unit>/eval/``: ``o_<riff>.wav`` (the output, 24-bit at
 the recordings' rate) and, last, ``scores.json`` (one row per riff: ESR, pre-emphasis ESR, MSE,
-MAE, STFT distance, inference time and real-time factor; plus what the report needs of the
+MAE, STFT distance, the perceptual scores of ``sd1job.perceptual`` (A-weighted ESR, mel distance,
+loudness difference), inference time and real-time factor; plus what the report needs of the
 unit's training). Without a unit it scores every trained unit of the config not scored yet. A
 unit whose model, training history, riffs and eval settings are unchanged since it was scored
 is skipped; ``python -m sd1job report`` gathers the scores of every unit.

@@ -169,3 +169,23 @@ def test_stimuli_are_excerpts_at_one_loudness(served: tuple[Config, LocalStore, 
         loudness = integrated_loudness(samples, rate)
         assert loudness == pytest.approx(TARGET_LUFS, abs=0.1), (condition, riff)
         assert float(np.max(np.abs(samples))) <= 0.99
+
+
+@pytest.mark.slow
+def test_sessions_and_answers_live_in_an_s3_store_too(s3_bucket: str) -> None:
+    """The same logs on a real S3 server (SeaweedFS): written per answer, read back by a restarted server."""
+    from sd1job.listen.design import decode_answer, new_session
+    from sd1job.store import S3Store
+
+    store = S3Store(s3_bucket, "team")
+    layout = RunLayout("run-1")
+    session = new_session("c" * 32, "gil", "abx", 9, ["c44", "c440"], ["battery"], 2, "d")
+    answers.save_session(store, layout, session)
+    log = answers.AnswerLog(store, answers.answers_key(layout, session.session_id))
+    for trial in session.trials[:3]:
+        log.append(decode_answer(session, {"trial": trial.trial_id, "choice": "A"}, set()))
+    resumed = answers.load_sessions(S3Store(s3_bucket, "team"), layout)
+    assert resumed == [session]
+    reread = answers.AnswerLog(S3Store(s3_bucket, "team"), answers.answers_key(layout, session.session_id))
+    assert [r["trial"] for r in reread.records] == [t.trial_id for t in session.trials[:3]]
+    assert len(answers.read_answers(store, layout)) == 3
