@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "eval": ("sd1job.stages.evaluate", True, "score trained units on the test riffs (every unit not yet scored)"),
     "report": ("sd1job.stages.report", True, "gather every unit's scores: results, statistics, plots, report.html"),
     "render": ("sd1job.stages.render", True, "run your own DI recording through a trained unit, at any sample rate"),
+    "listen": (
+        "sd1job.stages.listen",
+        True,
+        "serve a blind listening test (ABX or MUSHRA) of the models against the pedal",
+    ),
     "export": ("sd1job.stages.export", True, "write a trained stateful unit as a Neural Amp Modeler .nam file"),
     "sweep": ("sd1job.stages.sweep", True, "run data -> train -> eval every unit -> report here, skipping done work"),
     "capture": ("sd1job.stages.capture", True, "model your own pedal from one DI/output pair: check, split, sweep"),

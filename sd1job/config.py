@@ -254,6 +254,21 @@ class MetricsConfig(_Section):
     port: int = Field(0, ge=0, le=65535)
 
 
+class ListenConfig(_Section):
+    """The blind listening test (``python -m sd1job listen``; see docs/listen.md)."""
+
+    test: Literal["abx", "mushra"] = Field(
+        "abx", description="abx: can a listener tell each arm from the pedal; mushra: rate them"
+    )
+    trials_per_arm: int = Field(12, ge=1, le=200, description="ABX trials per arm and listener")
+    excerpt_seconds: float = Field(10.0, gt=0.5, le=30.0, description="longest excerpt of a riff played")
+    similarity_proportion: float = Field(
+        0.3, gt=0.0, lt=1.0, description="largest proportion of discriminators still called indistinguishable"
+    )
+    similarity_power: float = Field(0.8, gt=0.0, lt=1.0, description="power the stated number of trials needed gives")
+    port: int = Field(8421, ge=0, le=65535, description="the server's port (0 = any free port)")
+
+
 class Config(BaseSettings):
     """The whole job configuration (see the README's configuration reference)."""
 
@@ -273,6 +288,7 @@ class Config(BaseSettings):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    listen: ListenConfig = Field(default_factory=ListenConfig)
 
     @field_validator("store")
     @classmethod

@@ -16,6 +16,8 @@ everything a run writes is under ``runs/<run_id>/``::
     models/<unit>/eval/scores.json  the unit's scores on every riff (written last: the unit is scored)
     models/<unit>/eval-<R>hz/...    the same, scored on riffs recorded at another rate R (eval --rate)
     exports/<unit>.nam              a stateful unit as a Neural Amp Modeler file (export)
+    listening/...                   the listening test: design.json, sessions/<id>.json (the blinding
+                                    key, server-side only), answers/<id>.jsonl (one line per answer)
 
 A player's capture keeps its aligned recordings under ``captures/<name>/`` (``CaptureLayout``).
     eval/...                        the report: results.csv|json, summary.csv, plots, report.html,
@@ -161,6 +163,16 @@ class RunLayout:
     def export(self, unit: Unit, extension: str = "nam") -> str:
         """A unit exported for players."""
         return join_key(self.root, "exports", f"{unit.name}.{extension}")
+
+    # listening test
+    @property
+    def listening_dir(self) -> str:
+        """The listening test's folder."""
+        return join_key(self.root, "listening")
+
+    def listening_file(self, name: str) -> str:
+        """A file of the listening test, by its path relative to listening/."""
+        return join_key(self.listening_dir, name)
 
     # report (eval/): self-contained
     @property

@@ -73,6 +73,7 @@ class ReportPage:
     missing: list[str] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    listening_test: dict[str, Any] | None = None
 
 
 def relative_href(path: str) -> str:

@@ -4,7 +4,8 @@
 ``--kind stateful``) predicts every riff in ``recordings.riffs`` whole with the unit's model and
 writes under the unit's folder ``models/<unit>/eval/``: ``o_<riff>.wav`` (the output, 24-bit at
 the recordings' rate) and, last, ``scores.json`` (one row per riff: ESR, pre-emphasis ESR, MSE,
-MAE, STFT distance, inference time and real-time factor; plus what the report needs of the
+MAE, STFT distance, the perceptual scores of ``sd1job.perceptual`` (A-weighted ESR, mel distance,
+loudness difference), inference time and real-time factor; plus what the report needs of the
 unit's training). Without a unit it scores every trained unit of the config not scored yet. A
 unit whose model, training history, riffs and eval settings are unchanged since it was scored
 is skipped; ``python -m sd1job report`` gathers the scores of every unit.
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sd1job import scores
+from sd1job import perceptual, scores
 from sd1job.audio import CheckedPair, encode_wav, load_riffs
 from sd1job.config import Config, EvalConfig, RecordingsConfig
 from sd1job.errors import UserError
@@ -166,6 +167,7 @@ def inputs_digest(
         keys += [riff_dry_key(test_dir, riff), riff_wet_key(test_dir, riff)]
     inputs: dict[str, Any] = {
         "eval": settings.model_dump(exclude={"waveform_riff", "alpha"}),
+        "metrics": perceptual.METRICS_VERSION,
         "objects": {key: sha256_hex(store.read_bytes(key)) for key in keys},
     }
     if other_rate is not None:
@@ -225,6 +227,7 @@ def score_row(unit: Unit, riff: CheckedPair, prediction: np.ndarray, infer_secon
     """One riff's scores and inference cost."""
     row: dict[str, Any] = {"riff": riff.name}
     row.update(scores.score_all(riff.wet, prediction, pre_emphasis).as_dict())
+    row.update(perceptual.perceptual_scores(riff.wet, prediction, riff.sample_rate))
     row["infer_seconds"] = infer_seconds
     row["realtime_factor"] = riff.seconds / infer_seconds if infer_seconds > 0 else None
     return row

@@ -36,6 +36,8 @@ from sd1job.errors import UserError
 from sd1job.hashing import fingerprint, sha256_hex
 from sd1job.health import failure_text, outcome
 from sd1job.layout import REPORT_HTML, RESULTS_CSV, RESULTS_JSON, SUMMARY_CSV, RunLayout
+from sd1job.listen.report import listening_keys, listening_section
+from sd1job.perceptual import PERCEPTUAL_NAMES
 from sd1job.report import figures, html
 from sd1job.store import MissingObjectError, Store, StoreError, open_store
 from sd1job.units import Unit
@@ -55,6 +57,7 @@ ROW_COLUMNS = (
     "mse",
     "mae",
     "stft",
+    *PERCEPTUAL_NAMES,
     "epochs_run",
     "best_epoch",
     "recoveries",
@@ -79,6 +82,7 @@ SUMMARY_COLUMNS = (
     "esr_high",
     "esr_pre",
     "stft",
+    *PERCEPTUAL_NAMES,
     "mse",
     "mae",
     "val_esr",
@@ -157,6 +161,7 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
                     "seed": unit.seed,
                     "outcome": unit_outcome(document),
                     **{name: entry[name] for name in ("riff", *scores.SCORE_NAMES)},
+                    **{name: entry.get(name) for name in PERCEPTUAL_NAMES},  # absent in older scores
                     "epochs_run": training["epochs_run"],
                     "best_epoch": training["best_epoch"],
                     "recoveries": len(training.get("recoveries") or []),
@@ -244,6 +249,7 @@ def summary_rows(
                 "esr_low": interval.get("low"),
                 "esr_high": interval.get("high"),
                 **{name: float(np.mean([row[name] for row in mine])) for name in AVERAGED},
+                **{name: _mean_or_none([row.get(name) for row in mine]) for name in PERCEPTUAL_NAMES},
                 "val_esr": _mean_or_none([d["training"]["best_val_loss"] for d in documents]),
                 "test_over_val": (stat.get("gap") or {}).get("ratio"),
                 "p_worse_than_best": comparison.get("p_value"),
@@ -260,7 +266,8 @@ def summary_rows(
     return summary
 
 
-def _mean_or_none(values: list[float | None]) -> float | None:
+def _mean_or_none(values: list[Any]) -> float | None:
+    """The mean of the values that are known, or None if none is (older scores files lack newer columns)."""
     known = [v for v in values if v is not None]
     return float(np.mean(known)) if known else None
 
@@ -295,6 +302,7 @@ def inputs_digest(store: Store, layout: RunLayout, config: Config, units: list[U
     """What the report depends on: every unit's scores and exports, and the settings it shows."""
     keys = [layout.scores(u) for u in units if store.exists(layout.scores(u))]
     keys += [key for _, key in exported_files(store, layout, units)]
+    keys += listening_keys(store, layout)
     return fingerprint(
         {"config": config.model_dump(mode="json"), "objects": {k: sha256_hex(store.read_bytes(k)) for k in keys}}
     )
@@ -334,6 +342,9 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         sample_rate=config.recordings.sample_rate,
     )
     summary = summary_rows(scored, rows, analysis)
+    listening_test = listening_section(store, config, rows)
+    if listening_test is not None:
+        analysis["verdict"] += listening_test["verdict"]
     reference = [reference_row(riff) for riff in riffs]
     results = {
         "run_id": config.run_id,
@@ -344,6 +355,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         "rows": rows,
         "summary": summary,
         "statistics": analysis,
+        "listening_test": listening_test,
         "reference": reference,
         "missing": missing,
         "inputs": inputs_digest(store, layout, config, units),
@@ -377,6 +389,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         summary_columns=list(SUMMARY_COLUMNS),
         reference=reference,
         statistics=analysis,
+        listening_test=listening_test,
         figures=figure_list,
         listening=listening,
         exports=exports,
