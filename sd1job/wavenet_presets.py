@@ -48,11 +48,14 @@ class LayerArray:
         return 1 + (self.kernel_size - 1) * sum(self.dilations)
 
     def nam_config(self) -> dict[str, object]:
-        """The array's entry of a ``.nam`` file's ``config.layers`` (NAM's ``_Layers`` keyword arguments)."""
+        """The array's entry of a ``.nam`` file's ``config.layers``, in both of NAM's spellings: the keys of
+        ``_Layers`` up to neural-amp-modeler 0.12 (``head_size``, ``head_bias``, ``gated``) and the ``head``
+        object that 0.13 requires (each loader ignores the other's keys)."""
         return {
             "input_size": self.input_size,
             "condition_size": 1,
             "head_size": self.head_size,
+            "head": {"out_channels": self.head_size, "kernel_size": 1, "bias": self.head_bias},
             "channels": self.channels,
             "kernel_size": self.kernel_size,
             "dilations": list(self.dilations),

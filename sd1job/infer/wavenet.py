@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sd1job.infer.weights import ModelFileError
-from sd1job.wavenet_presets import WavenetSpec
+from sd1job.infer.weights import ModelFileError, load_model_bytes
+from sd1job.wavenet_presets import WavenetSpec, preset_spec
 
 DEFAULT_BLOCK = 1024  # measured fastest of 1,024 to 65,536 for standard (cache-resident blocks)
 
@@ -91,6 +91,11 @@ def wavenet_weights_from_model(model: object, spec: WavenetSpec, source: str = "
             raise ModelFileError(f"{source}: array {a} re-channel or head shapes differ from the preset's")
         arrays.append(ArrayWeights(rechannel[0], tuple(layers), head, head_bias))
     return WavenetWeights(spec, tuple(arrays))
+
+
+def load_wavenet_weights(data: bytes, source: str, preset: str) -> WavenetWeights:
+    """The checked weights of a ``.keras`` file's bytes holding sd1job's WaveNet of ``preset``."""
+    return wavenet_weights_from_model(load_model_bytes(data, source), preset_spec(preset), source)
 
 
 @dataclass

@@ -140,6 +140,11 @@ def read_history(store: Store, key: str) -> dict[str, Any]:
 
 def make_predictor(model_data: bytes, source: str, unit: Unit, batch_size: int) -> Any:
     """The fast predictor of the unit's kind (TensorFlow and numba are imported only here)."""
+    if unit.kind == "wavenet":
+        from sd1job.infer.wavenet import WavenetPredictor, load_wavenet_weights
+
+        assert unit.preset is not None
+        return WavenetPredictor(load_wavenet_weights(model_data, source, unit.preset))
     from sd1job.infer.weights import load_weights
 
     weights = load_weights(model_data, source, unit.context)
@@ -205,7 +210,7 @@ def evaluate_unit(
             row["esr_pre"],
             row["realtime_factor"] or 0.0,
         )
-    units = int(history.get("lstm_units", 0))
+    units = int(history.get("lstm_units") or 0)
     document = {
         "unit": unit.name,
         "kind": unit.kind,
@@ -227,7 +232,7 @@ def evaluate_unit(
             "parameter_count": history.get("parameter_count"),
             "lstm_units": units,
         },
-        "flops_per_sample": flops_per_sample(unit.kind, unit.context, units),
+        "flops_per_sample": flops_per_sample(unit.kind, unit.context, units, preset=unit.preset),
         "audio_seconds": sum(riff.seconds for riff in riffs),
         "infer_seconds": sum(row["infer_seconds"] for row in rows),
         "realtime_factor": _realtime_factor(riffs, rows),

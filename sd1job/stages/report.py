@@ -145,6 +145,7 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
                     "unit": unit.name,
                     "kind": unit.kind,
                     "context": unit.context,
+                    "preset": unit.preset,
                     "context_ms": context_ms(unit.context, document["sample_rate"]),
                     "seed": unit.seed,
                     **{name: entry[name] for name in ("riff", *scores.SCORE_NAMES)},
