@@ -138,3 +138,39 @@ def check_wavenet_nam(document: Any, source: str) -> None:
         raise NamFileError(f"{source}: sample_rate is {document['sample_rate']!r}, not a positive number of Hz")
     if "metadata" in document:
         _check_metadata(document["metadata"], source)
+
+
+def wavenet_weights_from_nam(document: dict[str, Any], source: str) -> WavenetWeights:
+    """The weights a checked WaveNet ``.nam`` document holds, read back in NAM's order (the inverse of the export)."""
+    from sd1job.infer.wavenet import ArrayWeights, LayerWeights
+
+    check_wavenet_nam(document, source)
+    spec = spec_from_nam_config(document["config"], source)
+    flat = np.asarray(document["weights"], np.float32)
+    position = 0
+
+    def take(*shape: int) -> np.ndarray:
+        nonlocal position
+        size = int(np.prod(shape))
+        part = flat[position : position + size].reshape(shape)
+        position += size
+        return part
+
+    arrays = []
+    last = len(spec.arrays) - 1
+    for a, array in enumerate(spec.arrays):
+        c, k = array.channels, array.kernel_size
+        rechannel = take(c, array.input_size).T
+        layers = []
+        for index, dilation in enumerate(array.dilations):
+            conv = take(c, c, k).transpose(2, 1, 0)
+            conv_bias, mixer = take(c), take(c)
+            out, out_bias = take(c, c).T, take(c)
+            final = a == last and index == len(array.dilations) - 1
+            layers.append(
+                LayerWeights(conv, conv_bias, mixer, None if final else out, None if final else out_bias, dilation)
+            )
+        head = take(array.head_size, c).T
+        head_bias = take(array.head_size) if array.head_bias else np.zeros(array.head_size, np.float32)
+        arrays.append(ArrayWeights(np.ascontiguousarray(rechannel), tuple(layers), np.ascontiguousarray(head), head_bias))
+    return WavenetWeights(spec, tuple(arrays))
