@@ -172,5 +172,6 @@ def wavenet_weights_from_nam(document: dict[str, Any], source: str) -> WavenetWe
             )
         head = take(array.head_size, c).T
         head_bias = take(array.head_size) if array.head_bias else np.zeros(array.head_size, np.float32)
-        arrays.append(ArrayWeights(np.ascontiguousarray(rechannel), tuple(layers), np.ascontiguousarray(head), head_bias))
+        rechannel, head = np.ascontiguousarray(rechannel), np.ascontiguousarray(head)
+        arrays.append(ArrayWeights(rechannel, tuple(layers), head, head_bias))
     return WavenetWeights(spec, tuple(arrays))

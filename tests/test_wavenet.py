@@ -54,7 +54,7 @@ def test_unit_names_parse_back_and_the_config_makes_one_arm_per_preset(tmp_path:
     assert [u.name for u in config.units()] == ["stateful-s25", "wavenet-standard-s25"]
     units = sweep_units(["wavenet"], [44], 5, 2, ("lite", "feather"))
     assert [u.name for u in units] == ["wavenet-lite-s5", "wavenet-lite-s6", "wavenet-feather-s5", "wavenet-feather-s6"]
-    with pytest.raises(ConfigError, match="model.wavenet.presets"):
+    with pytest.raises(ConfigError, match=r"model\.wavenet\.presets"):
         config_from_mapping({"store": str(tmp_path), "model": {"wavenet": {"presets": "huge"}}})
     with pytest.raises(ValueError, match="needs preset"):
         Unit("wavenet", None, 1)

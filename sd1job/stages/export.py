@@ -2,9 +2,10 @@
 
 ``python -m sd1job export --config FILE --unit stateful-s25 --format nam [--output PATH]`` reads the
 unit's ``model.keras`` and writes ``runs/<run_id>/exports/<unit>.nam`` (Neural Amp Modeler's "LSTM"
-architecture, or "WaveNet" for ``wavenet-<preset>-s<S>``; see ``sd1job.export``), plus a copy at ``--output`` on the local disk if given. The
-report lists every exported file. Without ``--unit`` it exports every trained stateful and WaveNet unit. A
-windowed unit is refused: no plugin runs a model that reads a window of n samples per output.
+architecture, or "WaveNet" for ``wavenet-<preset>-s<S>``; see ``sd1job.export``), plus a copy at
+``--output`` on the local disk if given. The report lists every exported file. Without ``--unit``
+it exports every trained stateful and WaveNet unit. A windowed unit is refused: no plugin runs a
+model that reads a window of n samples per output.
 """
 
 from __future__ import annotations
