@@ -163,9 +163,9 @@ def wavenet_weights_from_nam(document: dict[str, Any], source: str) -> WavenetWe
         rechannel = take(c, array.input_size).T
         layers = []
         for index, dilation in enumerate(array.dilations):
-            conv = take(c, c, k).transpose(2, 1, 0)
+            conv = np.ascontiguousarray(take(c, c, k).transpose(2, 1, 0))
             conv_bias, mixer = take(c), take(c)
-            out, out_bias = take(c, c).T, take(c)
+            out, out_bias = np.ascontiguousarray(take(c, c).T), take(c)
             final = a == last and index == len(array.dilations) - 1
             layers.append(
                 LayerWeights(conv, conv_bias, mixer, None if final else out, None if final else out_bias, dilation)

@@ -165,22 +165,24 @@ class WavenetPredictor:
         position = 0
         for array in self.weights.arrays:
             x = x @ array.rechannel
-            accumulated = np.zeros((count, array.rechannel.shape[1]), np.float32) if head is None else head
+            channels = array.rechannel.shape[1]
+            accumulated = np.zeros((count, channels), np.float32) if head is None else head
+            z, scratch = np.empty((count, channels), np.float32), np.empty((count, channels), np.float32)
             for layer in array.layers:
                 lag = layer.dilation
                 buffer = np.concatenate([histories[position], x])
-                taps = layer.conv.shape[0]
-                z = buffer[:count] @ layer.conv[0]
-                for tap in range(1, taps):
-                    z += buffer[tap * lag : tap * lag + count] @ layer.conv[tap]
+                np.matmul(buffer[:count], layer.conv[0], out=z)
+                for tap in range(1, layer.conv.shape[0]):
+                    z += np.matmul(buffer[tap * lag : tap * lag + count], layer.conv[tap], out=scratch)
                 z += layer.conv_bias
-                z += column * layer.mixer
+                z += np.multiply(column, layer.mixer, out=scratch)
                 activation = np.tanh(z, out=z)
                 histories[position] = buffer[count:].copy()  # the last (k - 1) d input rows
                 position += 1
-                accumulated = accumulated + activation
+                accumulated += activation
                 if layer.out is not None:
-                    x = x + activation @ layer.out + layer.out_bias
+                    x = buffer[len(buffer) - count :] + layer.out_bias
+                    x += np.matmul(activation, layer.out, out=scratch)
             head = accumulated @ array.head + array.head_bias
         assert head is not None
         return head[:, 0] * self._head_scale
