@@ -1,4 +1,4 @@
-"""The training loss of the segment-trained kinds (stateful, wavenet): ESR plus optional pre-emphasised terms.
+"""The training loss of the segment-trained kinds (wavenet; stateful adds the terms to its own ESR).
 
 ``recipe_loss = ESR(y, p) + w_pre * ESR(P(y), P(p)) + w_stft * MRSTFT(P(y), P(p))`` with
 ``P = 1 - 0.85 z^-1`` (the pre-emphasis of Wright and Valimaki 2019 that NAM's recipe uses), on a
@@ -58,14 +58,22 @@ def mrstft(y: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
     return tf.add_n(terms) / len(terms) if terms else tf.constant(0.0)
 
 
-def recipe_loss(y: Any, prediction: Any, pre_emphasis_weight: float = 0.0, mrstft_weight: float = 0.0) -> tf.Tensor:
-    """ESR plus the weighted pre-emphasised ESR and MRSTFT terms (module docstring); plain ESR when both are 0."""
+def pre_emphasised_terms(
+    y: Any, prediction: Any, pre_emphasis_weight: float = 0.0, mrstft_weight: float = 0.0
+) -> tf.Tensor:
+    """``w_pre * ESR(P(y), P(p)) + w_stft * MRSTFT(P(y), P(p))`` (module docstring); 0 when both weights are 0."""
     y, prediction = _as_batch_time(y), _as_batch_time(prediction)
-    loss = esr(y, prediction)
+    total = tf.constant(0.0)
     if pre_emphasis_weight or mrstft_weight:
         y_pre, prediction_pre = pre_emphasised(y), pre_emphasised(prediction)
         if pre_emphasis_weight:
-            loss += pre_emphasis_weight * esr(y_pre, prediction_pre)
+            total += pre_emphasis_weight * esr(y_pre, prediction_pre)
         if mrstft_weight:
-            loss += mrstft_weight * mrstft(y_pre, prediction_pre)
-    return loss
+            total += mrstft_weight * mrstft(y_pre, prediction_pre)
+    return total
+
+
+def recipe_loss(y: Any, prediction: Any, pre_emphasis_weight: float = 0.0, mrstft_weight: float = 0.0) -> tf.Tensor:
+    """ESR plus the weighted pre-emphasised ESR and MRSTFT terms (module docstring); plain ESR when both are 0."""
+    loss = esr(_as_batch_time(y), _as_batch_time(prediction))
+    return loss + pre_emphasised_terms(y, prediction, pre_emphasis_weight, mrstft_weight)

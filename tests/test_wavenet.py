@@ -188,3 +188,61 @@ def test_a_wavenet_unit_resumes_from_its_checkpoint_to_the_same_model(
     assert history["resumed_at_epochs"] == [1]
     expected = trained["history"]
     assert [e["val_loss"] for e in history["epochs"]] == [e["val_loss"] for e in expected["epochs"]]
+
+
+def test_recipe_loss_is_esr_plus_the_weighted_pre_emphasised_terms() -> None:
+    from sd1job.losses import mrstft, pre_emphasised, recipe_loss
+
+    rng = np.random.default_rng(2)
+    y = rng.standard_normal((2, 3000)).astype(np.float32)
+    p = (y + 0.1 * rng.standard_normal((2, 3000))).astype(np.float32)
+    plain = float(np.sum((y - p) ** 2) / np.sum(y**2))
+    assert float(recipe_loss(y[..., None], p[..., None])) == pytest.approx(plain, rel=1e-5)
+    yp, pp = y[:, 1:] - 0.85 * y[:, :-1], p[:, 1:] - 0.85 * p[:, :-1]
+    pre = float(np.sum((yp - pp) ** 2) / np.sum(yp**2))
+    assert float(recipe_loss(y, p, pre_emphasis_weight=2.0)) == pytest.approx(plain + 2 * pre, rel=1e-5)
+    stft = float(mrstft(pre_emphasised(y), pre_emphasised(p)))
+    assert stft > 0 and float(mrstft(y, y)) == pytest.approx(0.0, abs=1e-6)
+    assert float(recipe_loss(y, p, mrstft_weight=0.5)) == pytest.approx(plain + 0.5 * stft, rel=1e-5)
+    assert float(mrstft(y[:, :200], p[:, :200])) == 0.0  # no resolution's window fits 200 samples
+
+
+def test_the_fitter_trains_a_custom_architecture_with_every_loss_term() -> None:
+    from sd1job.config import WavenetConfig
+    from sd1job.wavenet_training import WavenetFitter, wavenet_segments
+
+    dry, wet = synthetic_pair(6000)
+    segments = wavenet_segments(len(dry), 1500, TINY.receptive_field, 0.25)
+    assert list(segments.starts) == [0, 1500] and segments.val_start == 4500  # each also reads 64 samples more
+    settings = WavenetConfig(segment_samples=1500, batch_size=2, pre_emphasis_weight=1.0, mrstft_weight=0.01)
+    fitter = WavenetFitter(dry, wet, segments, TINY, settings, seed=1)
+    logs: list[dict[str, float]] = []
+    updates: list[float] = []
+    fitter.fit(
+        0, 2, lambda e, entry, s, t: logs.append(entry) is not None, lambda e, u, loss: updates.append(loss) or False
+    )
+    assert len(logs) == 2 and len(updates) == 2 and all(np.isfinite(e["val_loss"]) for e in logs)
+    assert fitter.val_targets == 1500 and fitter.train_targets == 2 * 1500
+    with pytest.raises(dataset.DatasetError, match="segment_samples"):
+        wavenet_segments(6000, 5000, TINY.receptive_field, 0.25)
+
+
+def test_the_stateful_fitter_adds_the_same_terms_to_its_loss_and_keeps_plain_esr_by_default() -> None:
+    import tensorflow as tf
+
+    from sd1job.config import StatefulConfig
+    from sd1job.losses import recipe_loss
+    from sd1job.training import StatefulFitter
+
+    dry, wet = synthetic_pair(8000)
+    segments = dataset.stateful_segments(len(dry), 2000, 0.25, 200)
+    rng = np.random.default_rng(4)
+    y = tf.constant(rng.standard_normal((2, 1500, 1)).astype(np.float32))
+    p = tf.constant(rng.standard_normal((2, 1500, 1)).astype(np.float32))
+    for weights in ({}, {"pre_emphasis_weight": 1.0, "mrstft_weight": 2e-4}):
+        settings = StatefulConfig(**weights)
+        fitter = StatefulFitter(
+            dry, wet, segments, settings, units=4, learning_rate=0.01, lr_decay=1.0, clipnorm=None, seed=1
+        )
+        loss = float(fitter._loss_terms(y, p)[0])
+        assert loss == pytest.approx(float(recipe_loss(y, p, **weights)), rel=1e-5)
