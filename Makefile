@@ -159,7 +159,7 @@ clean:
 # a riff and sd1job's streaming output; .venv-nam (PyTorch 2.13.0, the CPU wheel on this machine,
 # and neural-amp-modeler, all pinned in requirements/check-nam.txt) loads the file with
 # nam.models.init_from_nam, runs it on the riff and fails unless ESR(NAM, sd1job) <= 1e-4 and no
-# sample differs by more than 1e-3.
+# sample differs by more than 1e-3. Then the same for sd1job's WaveNet (standard and lite presets).
 NAM_VENV := .venv-nam
 NAM_STAMP := $(NAM_VENV)/.installed
 CHECK_NAM_DIR := artifacts/check-nam
@@ -176,3 +176,7 @@ $(NAM_STAMP): requirements/check-nam.txt
 check-nam: $(STAMP) $(NAM_STAMP)
 	$(PY) scripts/check_nam.py export --out $(CHECK_NAM_DIR)
 	$(NAM_VENV)/bin/python scripts/check_nam.py compare --dir $(CHECK_NAM_DIR)
+	for preset in standard lite; do \
+	  $(PY) scripts/check_nam.py export --kind wavenet --preset $$preset --out $(CHECK_NAM_DIR)/wavenet-$$preset && \
+	  $(NAM_VENV)/bin/python scripts/check_nam.py compare --dir $(CHECK_NAM_DIR)/wavenet-$$preset || exit 1; \
+	done

@@ -14,6 +14,12 @@ sample differs by more than ``--max-diff`` (1e-3): the riff's output is smooth e
 one-sample misalignment alone stays under that ESR but not under that difference. It also
 checks that NAM re-exports the same config and, apart from the initial state (which NAM's
 exporter recomputes with a burn-in), the same weights in the same order. Writes ``nam_wet.npy``.
+
+``export --kind wavenet [--preset standard]`` does the same for sd1job's WaveNet (a Keras model
+with seeded random weights, exported with sd1job.export_wavenet; its output from
+``sd1job.infer.wavenet`` is also compared with Keras' predict of the same model). ``compare`` reads
+the architecture from the file: for a WaveNet, NAM's output (its ``pad_start`` zero padding)
+must match, and NAM's re-export must give every weight back in the file's order.
 """
 
 from __future__ import annotations
@@ -45,6 +51,49 @@ def _random_stateful_weights(units: int, seed: int) -> Any:
     # Keras' initial biases are zero: draw them too, so the check covers every weight's place.
     model.set_weights([(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()])
     return model, weights_from_model(model, None, "check-nam model")
+
+
+def _random_wavenet(preset: str, seed: int) -> Any:
+    """sd1job's WaveNet with every weight drawn from a seeded normal (small enough to stay out of tanh's flat ends)."""
+    import keras
+
+    from sd1job.wavenet_model import build_wavenet
+    from sd1job.wavenet_presets import preset_spec
+
+    keras.utils.set_random_seed(seed)
+    spec = preset_spec(preset)
+    model = build_wavenet(spec)
+    rng = np.random.default_rng(seed)
+    model.set_weights([(0.2 * rng.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()])
+    return model, spec
+
+
+def export_wavenet(folder: Path, preset: str, seconds: float, seed: int) -> int:
+    """The project-venv step for a WaveNet: model.nam, the riff, sd1job's output (and its gap to Keras)."""
+    from datetime import datetime
+
+    from sd1job.audio import encode_wav
+    from sd1job.export import NamMetadata, encode_nam
+    from sd1job.export_wavenet import build_wavenet_nam
+    from sd1job.infer.wavenet import WavenetPredictor, wavenet_weights_from_model
+    from sd1job.synth.capture import riff_dry
+    from sd1job.wavenet_model import predict_signal
+
+    model, spec = _random_wavenet(preset, seed)
+    weights = wavenet_weights_from_model(model, spec)
+    dry = riff_dry("battery", seconds, RATE, seed).astype(np.float32)
+    wet = WavenetPredictor(weights).predict(dry)
+    keras_gap = float(np.max(np.abs(wet - predict_signal(model, dry, spec.receptive_field))))
+    training = {"trained": False, "weights": "seeded random normal, scale 0.2", "seed": seed, "preset": preset}
+    metadata = NamMetadata(name=f"sd1job check-nam WaveNet {preset}", date=datetime.now(), training=training)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.nam").write_bytes(encode_nam(build_wavenet_nam(weights, RATE, metadata), "model.nam"))
+    (folder / "dry.wav").write_bytes(encode_wav(dry, RATE, subtype="FLOAT"))
+    np.save(folder / "dry.npy", dry)
+    np.save(folder / "sd1job_wet.npy", wet)
+    print(f"export: WaveNet {preset} (R = {spec.receptive_field}), {len(dry)} samples ({seconds:g} s riff) -> {folder}")
+    print(f"export: sd1job block streaming vs Keras model.predict: max |diff| {keras_gap:.2e}")
+    return 0
 
 
 def export(folder: Path, units: int, seconds: float, seed: int) -> int:
@@ -90,9 +139,14 @@ def compare(folder: Path, max_esr: float, max_diff: float) -> int:
         problems.append(f"sample rates differ: wav {rate}, file {document['sample_rate']}, NAM {model.sample_rate}")
     if not np.array_equal(dry, np.load(folder / "dry.npy")):
         problems.append("dry.wav does not hold dry.npy's samples")
-    if model._export_config() != document["config"]:
+    if document["architecture"] != "WaveNet" and model._export_config() != document["config"]:
         problems.append(f"NAM re-exports config {model._export_config()}, the file has {document['config']}")
-    problems += _weight_order_problems(model, document)
+    if document["architecture"] == "WaveNet":
+        theirs = np.asarray(model._export_weights(), np.float32)
+        if not np.array_equal(theirs, np.asarray(document["weights"], np.float32)):
+            problems.append("NAM's re-export of the loaded WaveNet puts weights elsewhere than the file")
+    else:
+        problems += _weight_order_problems(model, document)
     with torch.no_grad():
         nam_wet = model(torch.from_numpy(dry)).numpy().astype(np.float32)
     np.save(folder / "nam_wet.npy", nam_wet)
@@ -133,11 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--units", type=int, default=64)
     make.add_argument("--seconds", type=float, default=3.0)
     make.add_argument("--seed", type=int, default=25)
+    make.add_argument("--kind", choices=("stateful", "wavenet"), default="stateful")
+    make.add_argument("--preset", default="standard", help="the WaveNet preset (with --kind wavenet)")
     check = steps.add_parser("compare", help="NAM venv: run model.nam with NAM's loader and compare")
     check.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     check.add_argument("--max-esr", type=float, default=MAX_ESR)
     check.add_argument("--max-diff", type=float, default=MAX_DIFF)
     args = parser.parse_args(argv)
+    if args.step == "export" and args.kind == "wavenet":
+        return export_wavenet(args.out, args.preset, args.seconds, args.seed)
     if args.step == "export":
         return export(args.out, args.units, args.seconds, args.seed)
     return compare(args.dir, args.max_esr, args.max_diff)

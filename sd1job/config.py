@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sd1job import design
 from sd1job.errors import UserError
 from sd1job.units import MODEL_KINDS, ModelKind, Unit, sweep_units
+from sd1job.wavenet_presets import WavenetPreset
 
 ENV_PREFIX = "SD1JOB_"
 SEED_RIFFS = ["battery", "electricEye", "holywar", "ohwell", "sanitarium", "shadowlove"]
@@ -164,6 +165,46 @@ class StatefulConfig(_Section):
     loss_pre_emphasis: float | None = Field(
         None, ge=0.0, lt=1.0, description="train on ESR after 1 - a z^-1 (None: plain ESR, like the windowed model)"
     )
+    pre_emphasis_weight: float = Field(
+        0.0, ge=0.0, description="add this times the ESR after 1 - 0.85 z^-1 to the loss (NAM's LSTM recipe: 1)"
+    )
+    mrstft_weight: float = Field(
+        0.0, ge=0.0, description="add this times a multi-resolution STFT distance after 1 - 0.85 z^-1 (NAM: 2e-4)"
+    )
+
+
+class WavenetConfig(_Section):
+    """NAM's WaveNet (``model.kind: wavenet``) and its training recipe; defaults are NAM's easy trainer's."""
+
+    presets: list[WavenetPreset] = Field(
+        default_factory=lambda: ["standard"],
+        min_length=1,
+        description="NAM's architecture presets (standard, lite, feather, nano), one arm each",
+    )
+    segment_samples: int = Field(
+        8192, gt=0, description="scored output samples per training segment (each also reads the receptive field)"
+    )
+    batch_size: int = Field(16, gt=0, description="segments per batch")
+    learning_rate: float = Field(0.004, gt=0.0)
+    lr_decay: float = Field(0.993, gt=0.0, le=1.0, description="epoch k trains at learning_rate * lr_decay^(k-1)")
+    pre_emphasis_weight: float = Field(
+        0.0, ge=0.0, description="add this times the ESR after 1 - 0.85 z^-1 to the ESR loss"
+    )
+    mrstft_weight: float = Field(
+        0.0, ge=0.0, description="add this times a multi-resolution STFT distance after 1 - 0.85 z^-1"
+    )
+
+    @field_validator("presets", mode="before")
+    @classmethod
+    def _one_preset_or_a_list(cls, presets: Any) -> Any:
+        return [presets] if isinstance(presets, str) else presets
+
+    @field_validator("presets")
+    @classmethod
+    def _presets_unique(cls, presets: list[WavenetPreset]) -> list[WavenetPreset]:
+        if len(set(presets)) != len(presets):
+            raise ValueError("WaveNet presets must be unique")
+        return presets
 
 
 class ModelConfig(_Section):
@@ -172,9 +213,10 @@ class ModelConfig(_Section):
     kind: list[ModelKind] = Field(
         default_factory=lambda: ["windowed"],
         min_length=1,
-        description="windowed (the seed's model), stateful (context-free), or a list of both",
+        description="windowed (the seed's model), stateful (context-free), wavenet (NAM's), or a list of them",
     )
     stateful: StatefulConfig = Field(default_factory=StatefulConfig)
+    wavenet: WavenetConfig = Field(default_factory=WavenetConfig)
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -358,7 +400,8 @@ class Config(BaseSettings):
     def units(self) -> list[Unit]:
         """Every unit the config trains: per arm of the grid, per model kind, per context (windowed), per seed."""
         if not self.sweep.grid:
-            return sweep_units(self.model.kind, self.dataset.contexts, self.train.seed, self.train.repeats)
+            presets = tuple(self.model.wavenet.presets)
+            return sweep_units(self.model.kind, self.dataset.contexts, self.train.seed, self.train.repeats, presets)
         prefixes = design.abbreviations(list(self.sweep.grid))
         units = []
         for point in design.grid_points(self.sweep.grid):
@@ -368,6 +411,7 @@ class Config(BaseSettings):
                 arm.dataset.contexts,
                 arm.train.seed,
                 arm.train.repeats,
+                tuple(arm.model.wavenet.presets),
                 design.arm_tag(point, prefixes),
                 point,
             )

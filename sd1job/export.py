@@ -38,7 +38,9 @@ NAM's three keys: NAM's Python loader passes every config key to ``torch.nn.LSTM
 sd1job's training information goes under ``metadata.sd1job_training``, not NAM's ``training``
 key, whose documented contents are the fields of NAM's own trainers.
 
-Only the stateful model has a player: ``require_exportable`` refuses the windowed one.
+The WaveNet kind is exported as NAM's "WaveNet" architecture (``sd1job.export_wavenet``);
+``check_nam`` and ``decode_nam`` read both. Only the windowed model has no player:
+``require_exportable`` refuses it.
 """
 
 from __future__ import annotations
@@ -118,15 +120,15 @@ class NamMetadata:
 
 
 def require_exportable(kind: str) -> None:
-    """Return if a model of ``kind`` ("windowed" | "stateful") can be exported to ``.nam``; ExportError if not."""
-    if kind == "stateful":
+    """Return if a model of ``kind`` (windowed, stateful, wavenet) can be exported to ``.nam``; ExportError if not."""
+    if kind in ("stateful", "wavenet"):
         return
     if kind == "windowed":
         raise ExportError(
             "a windowed model cannot be exported to .nam: no NAM player runs an LSTM over a window of n samples "
-            "per output sample (export a stateful model)"
+            "per output sample (export a stateful or wavenet model)"
         )
-    raise ExportError(f"model kind {kind!r} is not one of windowed, stateful")
+    raise ExportError(f"model kind {kind!r} is not one of windowed, stateful, wavenet")
 
 
 def lstm_weight_count(input_size: int, hidden_size: int, num_layers: int) -> int:
@@ -261,6 +263,11 @@ def check_nam(document: Any, source: str) -> None:
     """
     if not isinstance(document, Mapping):
         raise NamFileError(f"{source}: not a JSON object")
+    if document.get("architecture") == "WaveNet":
+        from sd1job.export_wavenet import check_wavenet_nam
+
+        check_wavenet_nam(dict(document), source)
+        return
     missing = [key for key in _REQUIRED if key not in document]
     if missing:
         raise NamFileError(f"{source}: missing field {missing[0]!r}")

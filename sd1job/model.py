@@ -125,7 +125,14 @@ def lstm_step_flops(units: int) -> float:
     return 2.0 * (1 + units) * 4 * units
 
 
-def flops_per_sample(kind: ModelKind, context: int | None, units: int, training: bool = False) -> float:
-    """Matrix-product FLOPs per output sample: n steps for a windowed model, one for a stateful one (x3 training)."""
+def flops_per_sample(
+    kind: ModelKind, context: int | None, units: int | None, training: bool = False, preset: str | None = None
+) -> float:
+    """Matrix-product FLOPs per output sample: n steps for a windowed model, one for a stateful one, every
+    convolution once for a WaveNet of ``preset`` (x3 training)."""
+    if kind == "wavenet":
+        from sd1job.wavenet_presets import macs_per_sample, preset_spec
+
+        return 2.0 * macs_per_sample(preset_spec(preset or "standard")) * (3 if training else 1)
     steps = 1 if kind == "stateful" else int(context or 0)
-    return steps * lstm_step_flops(units) * (3 if training else 1)
+    return steps * lstm_step_flops(int(units or 0)) * (3 if training else 1)

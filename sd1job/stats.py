@@ -382,15 +382,23 @@ def failed_units(units: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[st
 # --- the whole analysis ------------------------------------------------------------------------
 
 
-def _arm_name(kind: str, context: int | None) -> str:
+def _arm_name(kind: str, context: int | None, preset: str | None = None) -> str:
+    if kind == "wavenet":
+        return f"wavenet-{preset}"
     return f"c{context}" if kind == "windowed" else "stateful"
+
+
+def _arm_kind(arm: str) -> str:
+    """The model kind of an arm name (``c<N>``, ``stateful``, ``wavenet-<preset>``)."""
+    return "stateful" if arm == "stateful" else "wavenet" if arm.startswith("wavenet-") else "windowed"
 
 
 def _seed_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
     """arm -> seed -> that model's mean test ESR over its riffs, arms in order (windowed by n, then stateful)."""
     grouped: dict[tuple[bool, int, str], dict[int, list[float]]] = {}
     for row in rows:
-        key = (row["kind"] != "windowed", int(row["context"] or 0), _arm_name(row["kind"], row["context"]))
+        arm = _arm_name(row["kind"], row["context"], row.get("preset"))
+        key = (row["kind"] != "windowed", int(row["context"] or 0), arm)
         grouped.setdefault(key, {}).setdefault(int(row["seed"]), []).append(float(row["esr"]))
     return {key[2]: {seed: float(np.mean(v)) for seed, v in sorted(s.items())} for key, s in sorted(grouped.items())}
 
@@ -511,7 +519,7 @@ def _analyse_learned(
 ) -> tuple[dict[str, Any], dict[str, Interval], dict[str, dict[int, float]]]:
     """Intervals, tests, the change and the fit over the given rows (the units that learned); no verdict."""
     seeds_by_arm = _seed_means(rows)
-    windowed = [arm for arm in seeds_by_arm if arm != "stateful"]
+    windowed = [arm for arm in seeds_by_arm if _arm_kind(arm) == "windowed"]
     contexts = {arm: int(arm[1:]) for arm in windowed}
     intervals = {arm: mean_interval(list(s.values())) for arm, s in seeds_by_arm.items()}
     values = {arm: list(seeds.values()) for arm, seeds in seeds_by_arm.items()}
@@ -525,7 +533,7 @@ def _analyse_learned(
 
     arms_out = []
     for arm, seeds in seeds_by_arm.items():
-        kind = "stateful" if arm == "stateful" else "windowed"
+        kind = _arm_kind(arm)
         names = [f"{arm}-s{seed}" for seed in seeds]
         val = [float(units[n]["val_esr"]) for n in names if n in units and units[n].get("val_esr") is not None]
         val_mean = float(np.mean(val)) if val else None

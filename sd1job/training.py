@@ -327,8 +327,12 @@ class StatefulFitter:
         return _optimizer_variables(self.model, self.optimizer)
 
     def _loss_terms(self, y: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        from sd1job.losses import pre_emphasised_terms
+
         coefficient = self.settings.loss_pre_emphasis
         loss = esr_loss(_pre_emphasis(y, coefficient), _pre_emphasis(prediction, coefficient))
+        if self.settings.pre_emphasis_weight or self.settings.mrstft_weight:  # NAM's extra terms (sd1job.losses)
+            loss += pre_emphasised_terms(y, prediction, self.settings.pre_emphasis_weight, self.settings.mrstft_weight)
         error = y - prediction
         return loss, tf.reduce_mean(tf.square(error)), tf.reduce_mean(tf.abs(error))
 

@@ -1,11 +1,13 @@
-"""Units: one trained model each, named by (model kind, context, seed).
+"""Units: one trained model each, named by (model kind, context or preset, seed).
 
 A sweep is a list of units. The windowed model (the seed's) has a context size n; the stateful
-model has none. Every unit has one name, used on the command line (``--unit``), in the Argo
-fan-out, in metric labels and in reports, and one folder under ``models/`` in the store::
+model has none; the WaveNet has a preset (NAM's ``standard``, ``lite``, ``feather``, ``nano``).
+Every unit has one name, used on the command line (``--unit``), in the Argo fan-out, in metric
+labels and in reports, and one folder under ``models/`` in the store::
 
-    c440-s25      windowed, n = 440, training seed 25     models/c440/s25/
-    stateful-s26  stateful, training seed 26             models/stateful/s26/
+    c440-s25                windowed, n = 440, training seed 25     models/c440/s25/
+    stateful-s26            stateful, training seed 26             models/stateful/s26/
+    wavenet-standard-s25    WaveNet, standard preset, seed 25      models/wavenet-standard/s25/
 
 With a grid (``sweep.grid``, see ``sd1job/design.py``) every unit also carries its arm's values
 and a tag made from them, which prefixes its name and folder: ``lu96_lr0.01-c44-s25`` in
@@ -25,10 +27,12 @@ from typing import Any, Literal
 
 from sd1job.errors import UserError
 
-ModelKind = Literal["windowed", "stateful"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("windowed", "stateful")
+ModelKind = Literal["windowed", "stateful", "wavenet"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("windowed", "stateful", "wavenet")
 
-_NAME = re.compile(r"^(?:c(?P<context>[1-9][0-9]*)|(?P<stateful>stateful))-s(?P<seed>-?[0-9]+)$")
+_NAME = re.compile(
+    r"^(?:c(?P<context>[1-9][0-9]*)|(?P<stateful>stateful)|wavenet-(?P<preset>[a-z]+))-s(?P<seed>-?[0-9]+)$"
+)
 
 
 class UnitError(UserError, ValueError):
@@ -37,24 +41,27 @@ class UnitError(UserError, ValueError):
 
 @dataclass(frozen=True, order=True)
 class Unit:
-    """One trained model: its kind, its context size (windowed only), its training seed, and its arm of the grid.
-
-    ``tag`` is the arm's short name (empty without a grid); ``grid`` its (axis, value) pairs.
+    """One trained model: its kind, its context size (windowed only), its training seed, its preset (WaveNet
+    only), and its arm of the grid: ``tag`` the arm's short name (empty without a grid), ``grid`` its
+    (axis, value) pairs.
     """
 
     kind: ModelKind
     context: int | None
     seed: int
+    preset: str | None = None
     tag: str = ""
     grid: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.kind == "windowed") != (self.context is not None):
             raise ValueError(f"a {self.kind} unit {'needs' if self.kind == 'windowed' else 'has no'} context size")
+        if (self.kind == "wavenet") != (self.preset is not None):
+            raise ValueError(f"a {self.kind} unit {'needs' if self.kind == 'wavenet' else 'has no'} preset")
 
     @property
     def name(self) -> str:
-        """``c<N>-s<S>`` or ``stateful-s<S>``."""
+        """``c<N>-s<S>``, ``stateful-s<S>`` or ``wavenet-<preset>-s<S>``."""
         return f"{self.arm}-s{self.seed}"
 
     @property
@@ -65,6 +72,8 @@ class Unit:
     @property
     def model_arm(self) -> str:
         """The model kind and context alone: ``c<N>`` or ``stateful`` (the context axis within a grid's arm)."""
+        if self.kind == "wavenet":
+            return f"wavenet-{self.preset}"
         return f"c{self.context}" if self.kind == "windowed" else "stateful"
 
     @property
@@ -78,13 +87,18 @@ class Unit:
 
 
 def parse_unit(name: str) -> Unit:
-    """The unit a name spells (``c440-s25``, ``stateful-s25``); UnitError if it spells none."""
+    """The unit a name spells (``c440-s25``, ``stateful-s25``, ``wavenet-standard-s25``); UnitError if none."""
     match = _NAME.match(name.strip())
     if match is None:
-        raise UnitError(f"--unit {name!r}: not a unit name; expected c<context>-s<seed> or stateful-s<seed>")
+        raise UnitError(
+            f"--unit {name!r}: not a unit name; expected c<context>-s<seed>, stateful-s<seed> or "
+            "wavenet-<preset>-s<seed>"
+        )
     seed = int(match["seed"])
     if match["stateful"]:
         return Unit("stateful", None, seed)
+    if match["preset"]:
+        return Unit("wavenet", None, seed, match["preset"])
     return Unit("windowed", int(match["context"]), seed)
 
 
@@ -98,14 +112,20 @@ def sweep_units(
     contexts: list[int],
     seed: int,
     repeats: int,
+    presets: tuple[str, ...] = ("standard",),
     tag: str = "",
     grid: tuple[tuple[str, Any], ...] = (),
 ) -> list[Unit]:
-    """Every unit of one arm: per kind, per context (windowed only), per training seed."""
+    """Every unit of one arm: per kind, per context (windowed) or preset (WaveNet), per training seed."""
     units = []
     for kind in kinds:
+        if kind == "wavenet":
+            units += [
+                Unit(kind, None, s, preset, tag, grid) for preset in presets for s in training_seeds(seed, repeats)
+            ]
+            continue
         arms: list[int | None] = list(contexts) if kind == "windowed" else [None]
-        units += [Unit(kind, context, s, tag, grid) for context in arms for s in training_seeds(seed, repeats)]
+        units += [Unit(kind, context, s, None, tag, grid) for context in arms for s in training_seeds(seed, repeats)]
     return units
 
 

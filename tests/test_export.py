@@ -223,7 +223,8 @@ BROKEN = [
     (("weights",), DELETE, r"missing field 'weights'"),
     (("config",), DELETE, r"missing field 'config'"),
     (("version",), DELETE, r"missing field 'version'"),
-    (("architecture",), "WaveNet", r"architecture 'WaveNet' is not 'LSTM'"),
+    (("architecture",), "ConvNet", r"architecture 'ConvNet' is not 'LSTM'"),
+    (("architecture",), "WaveNet", r"config.layers is not a non-empty list"),  # read as a WaveNet
     (("version",), "0.4.0", r"version 0.4.0 is not one NAM's loaders read"),
     (("version",), "0.8.0", r"version 0.8.0 is not one NAM's loaders read"),
     (("version",), "0.5", r"version '0.5' is not a semantic version"),

@@ -284,7 +284,7 @@ def evaluate_unit(
             row["esr_pre"],
             row["realtime_factor"] or 0.0,
         )
-    units = int(history.get("lstm_units", 0))
+    units = int(history.get("lstm_units") or 0)
     unit_outcome = history.get("outcome") or outcome(
         history.get("stop_reason"), history["best_val_loss"], history.get("reference_val_esr")
     )
@@ -313,7 +313,7 @@ def evaluate_unit(
             "parameter_count": history.get("parameter_count"),
             "lstm_units": units,
         },
-        "flops_per_sample": flops_per_sample(unit.kind, unit.context, units),
+        "flops_per_sample": flops_per_sample(unit.kind, unit.context, units, preset=unit.preset),
         "audio_seconds": sum(riff.seconds for riff in riffs),
         "infer_seconds": sum(row["infer_seconds"] for row in rows),
         "realtime_factor": _realtime_factor(riffs, rows),

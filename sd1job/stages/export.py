@@ -1,10 +1,11 @@
-"""The ``export`` command: a trained stateful unit as a file a player's plugin loads.
+"""The ``export`` command: a trained stateful or WaveNet unit as a file a player's plugin loads.
 
 ``python -m sd1job export --config FILE --unit stateful-s25 --format nam [--output PATH]`` reads the
 unit's ``model.keras`` and writes ``runs/<run_id>/exports/<unit>.nam`` (Neural Amp Modeler's "LSTM"
-architecture; see ``sd1job.export``), plus a copy at ``--output`` on the local disk if given. The
-report lists every exported file. Without ``--unit`` it exports every trained stateful unit. A
-windowed unit is refused: no plugin runs a model that reads a window of n samples per output.
+architecture, or "WaveNet" for ``wavenet-<preset>-s<S>``; see ``sd1job.export``), plus a copy at
+``--output`` on the local disk if given. The report lists every exported file. Without ``--unit``
+it exports every trained stateful and WaveNet unit. A windowed unit is refused: no plugin runs a
+model that reads a window of n samples per output.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for unit in units:
             require_exportable(unit.kind)
     else:
-        units = [u for u in units if u.kind == "stateful" and store.exists(layout.history(u))]
+        units = [u for u in units if u.kind in ("stateful", "wavenet") and store.exists(layout.history(u))]
         if not units:
-            raise ExportError("no trained stateful unit to export (set model.kind to include stateful)")
+            raise ExportError("no trained stateful or wavenet unit to export (set model.kind to include one)")
     if args.output and len(units) != 1:
         raise ExportError(f"--output {args.output}: names one file but {len(units)} units were chosen")
     for unit in units:
@@ -67,9 +68,17 @@ def export_unit(store: Store, layout: RunLayout, unit: Unit, sample_rate: int, r
         raise ExportError(
             f"{unit.name}: not trained (no {store.url(layout.history(unit))}); run the train stage first"
         ) from None
-    weights = load_weights(model_data, store.url(layout.model(unit)), None)
     metadata = NamMetadata(name=f"{run_id} {unit.name}", date=datetime.now(UTC), training=_training_info(history))
-    data = encode_nam(build_nam(weights, sample_rate, metadata))
+    if unit.kind == "wavenet":
+        from sd1job.export_wavenet import build_wavenet_nam
+        from sd1job.infer.wavenet import load_wavenet_weights
+
+        assert unit.preset is not None
+        wavenet = load_wavenet_weights(model_data, store.url(layout.model(unit)), unit.preset)
+        data = encode_nam(build_wavenet_nam(wavenet, sample_rate, metadata))
+    else:
+        weights = load_weights(model_data, store.url(layout.model(unit)), None)
+        data = encode_nam(build_nam(weights, sample_rate, metadata))
     store.write_bytes(layout.export(unit), data)
     log.info("export %s: %s (%d bytes)", unit.name, store.url(layout.export(unit)), len(data))
     return data
@@ -78,7 +87,16 @@ def export_unit(store: Store, layout: RunLayout, unit: Unit, sample_rate: int, r
 def _training_info(history: dict[str, Any]) -> dict[str, Any]:
     return {
         name: history.get(name)
-        for name in ("unit", "seed", "epochs_run", "best_epoch", "best_val_loss", "lstm_units", "train_settings")
+        for name in (
+            "unit",
+            "seed",
+            "preset",
+            "epochs_run",
+            "best_epoch",
+            "best_val_loss",
+            "lstm_units",
+            "train_settings",
+        )
     }
 
 

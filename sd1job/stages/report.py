@@ -157,6 +157,7 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
                     "unit": unit.name,
                     "kind": unit.kind,
                     "context": unit.context,
+                    "preset": unit.preset,
                     "context_ms": context_ms(unit.context, document["sample_rate"]),
                     "seed": unit.seed,
                     "outcome": unit_outcome(document),

@@ -37,7 +37,7 @@ from sd1job.checkpoint import (
     encode_checkpoint,
     still_improving,
 )
-from sd1job.config import Config, StatefulConfig, TrainConfig
+from sd1job.config import Config, ModelConfig, TrainConfig
 from sd1job.errors import UserError
 from sd1job.hashing import digest_arrays, fingerprint
 from sd1job.health import (
@@ -57,6 +57,8 @@ from sd1job.store import Store, open_store
 from sd1job.telemetry import TrainingMetrics, serve
 from sd1job.training import StatefulFitter, WindowedFitter, configure_runtime, model_bytes, uses_xla
 from sd1job.units import Unit
+from sd1job.wavenet_presets import preset_spec
+from sd1job.wavenet_training import WavenetFitter, wavenet_segments
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +94,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
 # --- what decides a unit's weights -------------------------------------------------------------
 
 
-def trained_settings(unit: Unit, train: TrainConfig, stateful: StatefulConfig) -> dict[str, Any]:
+def trained_settings(unit: Unit, train: TrainConfig, model: ModelConfig) -> dict[str, Any]:
     """The settings that decide what an epoch computes (recorded in history.json, compared on a skip)."""
     settings = train.model_dump(exclude=_SPEED_AND_LENGTH)
     settings["seed"] = unit.seed
     if unit.kind == "stateful":
-        settings["stateful"] = stateful.model_dump()
+        settings["stateful"] = model.stateful.model_dump()
         settings.pop("batch_size")  # the windowed model's batch of windows
+    if unit.kind == "wavenet":  # its own recipe replaces the LSTM's units, rate, decay and batch
+        settings["wavenet"] = model.wavenet.model_dump(exclude={"presets"}) | {"preset": unit.preset}
+        for name in ("lstm_units", "learning_rate", "lr_decay", "batch_size"):
+            settings.pop(name)
     return settings
 
 
@@ -134,7 +140,7 @@ class UnitRun:
     best weights it had."""
 
     unit: Unit
-    fitter: WindowedFitter | StatefulFitter
+    fitter: WindowedFitter | StatefulFitter | WavenetFitter
     fingerprint: str
     patience: int
     epochs_planned: int
@@ -312,7 +318,8 @@ class UnitRun:
             "context": self.unit.context,
             "seed": self.unit.seed,
             "parameter_count": int(self.fitter.model.count_params()),
-            "lstm_units": self.fitter.model.get_layer("lstm").units,
+            "lstm_units": _lstm_units(self.fitter.model),
+            "preset": self.unit.preset,
             "train_windows": self.fitter.train_targets,
             "val_windows": self.fitter.val_targets,
             "epochs": self.history,
@@ -347,8 +354,8 @@ def train_unit(
     The unit trains with its arm's settings (``config.for_unit``) on its arm's dataset."""
     layout = RunLayout(config.run_id, config.data_variant(unit))
     config = config.for_unit(unit)
-    train, stateful = config.train, config.model.stateful
-    settings = trained_settings(unit, train, stateful)
+    train = config.train
+    settings = trained_settings(unit, train, config.model)
     metrics = TrainingMetrics(config.run_id, unit, config.metrics.pushgateway)
     if config.metrics.port:
         serve(config.metrics.port)
@@ -362,7 +369,7 @@ def train_unit(
     runtime = configure_runtime(train.threads, train.jit_compile)  # before the first TensorFlow op
     xla = uses_xla(unit.kind, train.jit_compile)
     keras.utils.set_random_seed(unit.seed)
-    fitter, data_digest = build_fitter(store, layout, unit, train, stateful, config.recordings.sample_rate)
+    fitter, data_digest = build_fitter(store, layout, unit, train, config.model, config.recordings.sample_rate)
     unit_fingerprint = fingerprint(
         {"unit": unit.name, "train": settings, "data": data_digest, "checkpoint_version": CHECKPOINT_VERSION}
     )
@@ -474,11 +481,26 @@ def skip_trained(
     return history
 
 
+def _lstm_units(model: keras.Model) -> int | None:
+    """The LSTM's size, or None for a model without one (the WaveNet)."""
+    names = {layer.name for layer in model.layers}
+    return int(model.get_layer("lstm").units) if "lstm" in names else None
+
+
 def build_fitter(
-    store: Store, layout: RunLayout, unit: Unit, train: TrainConfig, stateful: StatefulConfig, sample_rate: int
-) -> tuple[WindowedFitter | StatefulFitter, str]:
+    store: Store, layout: RunLayout, unit: Unit, train: TrainConfig, model: ModelConfig, sample_rate: int
+) -> tuple[WindowedFitter | StatefulFitter | WavenetFitter, str]:
     """The unit's fitter on the data stage's outputs, and a digest of the data it trains on."""
     dry, wet = dataset.load_training_audio(store, layout)
+    stateful = model.stateful
+    if unit.kind == "wavenet":
+        assert unit.preset is not None
+        spec = preset_spec(unit.preset)
+        pieces = wavenet_segments(
+            len(dry), model.wavenet.segment_samples, spec.receptive_field, _validation_fraction(store, layout)
+        )
+        wavenet = WavenetFitter(dry, wet, pieces, spec, model.wavenet, seed=unit.seed, clipnorm=train.clipnorm)
+        return wavenet, digest_arrays([dry, wet, pieces.starts, np.array([pieces.val_start])])
     common = {
         "units": train.lstm_units,
         "learning_rate": train.learning_rate,
@@ -553,7 +575,7 @@ def write_outputs(
     store: Store,
     layout: RunLayout,
     unit: Unit,
-    fitter: WindowedFitter | StatefulFitter,
+    fitter: WindowedFitter | StatefulFitter | WavenetFitter,
     history: dict[str, Any],
     runtime: dict[str, Any],
     config_record: dict[str, Any],
@@ -572,8 +594,8 @@ def write_outputs(
         "esr_epsilon": ESR_EPSILON,
         "train_windows": history["train_windows"],
         "val_windows": history["val_windows"],
-        "flops_per_sample_training": flops_per_sample(unit.kind, unit.context, units, training=True),
-        "flops_per_sample_inference": flops_per_sample(unit.kind, unit.context, units),
+        "flops_per_sample_training": flops_per_sample(unit.kind, unit.context, units, True, unit.preset),
+        "flops_per_sample_inference": flops_per_sample(unit.kind, unit.context, units, preset=unit.preset),
         "runtime": runtime,
         "config": config_record,
         "versions": _versions(),
