@@ -50,6 +50,7 @@ def draw_all(
     reference: list[dict[str, Any]],
     riff: CheckedPair,
     predictions: dict[str, np.ndarray],
+    factorial: Any = None,
 ) -> list[html.Figure]:
     """Draw every figure into eval/ and return them in reading order."""
     entries = {entry["arm"]: entry for entry in analysis.get("arms", [])}
@@ -57,12 +58,14 @@ def draw_all(
     by_arm: dict[str, list[Unit]] = {}
     for unit in sorted(scored, key=lambda u: (u.kind != "windowed", u.context or 0, u.seed)):
         by_arm.setdefault(unit.arm, []).append(unit)
+    # A grid draws the context figure of its first combination (the factorial figures cover the rest).
+    first_tag = min(unit.tag for unit in scored)
     windowed = {
         units[0].context: _arm_points(units, rows, entries.get(arm), outliers)
         for arm, units in by_arm.items()
-        if units[0].kind == "windowed"
+        if units[0].kind == "windowed" and units[0].tag == first_tag
     }
-    stateful_units = by_arm.get("stateful")
+    stateful_units = by_arm.get(f"{first_tag}-stateful" if first_tag else "stateful")
     stateful = _arm_points(stateful_units, rows, entries.get("stateful"), outliers) if stateful_units else None
     fit = analysis.get("fit") or {}
     curve = (fit["curve_x"], fit["curve_y"]) if fit.get("curve_x") else None
@@ -116,6 +119,10 @@ def draw_all(
             {"riff": riff.name, "models": list(predictions)},
         ),
     ]
+    if factorial is not None:
+        from sd1job.report.factorial_plots import draw_factorial
+
+        drawn += [(name, png, {}) for name, png in draw_factorial(factorial).items()]
     figures = []
     for name, png, facts in drawn:
         store.write_bytes(layout.eval_file(f"{name}.png"), png)

@@ -113,7 +113,7 @@ def _esr_table(page: ReportPage) -> tuple[list[str], list[dict[str, Any]]]:
     riffs = list(dict.fromkeys(row["riff"] for row in page.rows))
     table = []
     for summary in page.summary:
-        mine = [row for row in page.rows if row["kind"] == summary["kind"] and row["context"] == summary["context"]]
+        mine = [row for row in page.rows if row["arm"] == summary["arm"]]
         values = [[row["esr"] for row in mine if row["riff"] == riff] for riff in riffs]
         table.append(
             {

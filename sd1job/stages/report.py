@@ -155,6 +155,9 @@ def result_rows(scored: dict[Unit, dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "unit": unit.name,
+                    "arm": unit.arm,
+                    "tag": unit.tag,
+                    **dict(unit.grid),
                     "kind": unit.kind,
                     "context": unit.context,
                     "preset": unit.preset,
@@ -208,9 +211,11 @@ def unit_statistics_input(unit: Unit, document: dict[str, Any]) -> dict[str, Any
 
 
 def arms_of(scored: dict[Unit, dict[str, Any]]) -> dict[str, list[Unit]]:
-    """The scored units grouped by arm (``c<N>`` in order of n, then ``stateful``), seeds in order."""
+    """The scored units grouped by arm (``c<N>`` in order of n, then ``stateful``), seeds in order; a grid's
+    combinations in the config's order (``scored`` is in the config's unit order)."""
+    combination = {tag: index for index, tag in enumerate(dict.fromkeys(u.tag for u in scored))}
     arms: dict[str, list[Unit]] = {}
-    for unit in sorted(scored, key=lambda u: (u.kind != "windowed", u.context or 0, u.seed)):
+    for unit in sorted(scored, key=lambda u: (combination[u.tag], u.kind != "windowed", u.context or 0, u.seed)):
         arms.setdefault(unit.arm, []).append(unit)
     return arms
 
@@ -238,6 +243,7 @@ def summary_rows(
         summary.append(
             {
                 "arm": arm,
+                **dict(units[0].grid),
                 "kind": first.kind,
                 "context": first.context,
                 "context_ms": mine[0]["context_ms"],
@@ -336,12 +342,19 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         log.warning("report: %s", reason)
     riffs = load_riffs(store, config.recordings)
     rows = result_rows(scored)
-    analysis = stats.analyse(
-        rows,
-        {u.name: unit_statistics_input(u, d) for u, d in scored.items()},
-        alpha=config.eval.alpha,
-        sample_rate=config.recordings.sample_rate,
-    )
+    axes = list(config.sweep.grid)
+    unit_inputs = {u.name: unit_statistics_input(u, d) for u, d in scored.items()}
+    if axes:
+        from sd1job.grid_stats import analyse_grid
+
+        analysis = analyse_grid(
+            rows, unit_inputs, axes, alpha=config.eval.alpha, sample_rate=config.recordings.sample_rate
+        )
+    else:
+        analysis = stats.analyse(rows, unit_inputs, alpha=config.eval.alpha, sample_rate=config.recordings.sample_rate)
+    factorial_result = analysis.pop("_factorial_result", None)
+    row_columns = (*ROW_COLUMNS[:1], *axes, *ROW_COLUMNS[1:])
+    summary_columns = (*SUMMARY_COLUMNS[:1], *axes, *SUMMARY_COLUMNS[1:])
     summary = summary_rows(scored, rows, analysis)
     listening_test = listening_section(store, config, rows)
     if listening_test is not None:
@@ -352,7 +365,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         "sample_rate": config.recordings.sample_rate,
         "pre_emphasis": config.eval.pre_emphasis,
         "stft_resolutions": [vars(r) for r in scores.STFT_RESOLUTIONS],
-        "columns": list(ROW_COLUMNS),
+        "columns": list(row_columns),
         "rows": rows,
         "summary": summary,
         "statistics": analysis,
@@ -361,8 +374,8 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         "missing": missing,
         "inputs": inputs_digest(store, layout, config, units),
     }
-    store.write_text(layout.eval_file(RESULTS_CSV), to_csv(rows, ROW_COLUMNS))
-    store.write_text(layout.eval_file(SUMMARY_CSV), to_csv(summary, SUMMARY_COLUMNS))
+    store.write_text(layout.eval_file(RESULTS_CSV), to_csv(rows, row_columns))
+    store.write_text(layout.eval_file(SUMMARY_CSV), to_csv(summary, summary_columns))
 
     listening = _copy_listening(store, layout, scored, riffs)
     exports = _copy_exports(store, layout, units)
@@ -377,6 +390,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         reference,
         next(r for r in riffs if r.name == waveform_riff),
         _waveform_predictions(store, layout, scored, waveform_riff),
+        factorial_result,
     )
     store.write_json(layout.eval_file(RESULTS_JSON), results)
     page = html.ReportPage(
@@ -384,10 +398,10 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         store_url=store.url(layout.root),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         config_yaml=config.to_yaml(),
-        columns=list(ROW_COLUMNS),
+        columns=list(row_columns),
         rows=rows,
         summary=summary,
-        summary_columns=list(SUMMARY_COLUMNS),
+        summary_columns=list(summary_columns),
         reference=reference,
         statistics=analysis,
         listening_test=listening_test,
