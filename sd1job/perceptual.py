@@ -27,7 +27,7 @@ import math
 import numpy as np
 from scipy import signal as scipy_signal
 
-from sd1job.scores import ESR_EPSILON
+from sd1job.scores import ESR_EPSILON, paired
 
 PERCEPTUAL_NAMES = ("esr_aw", "mel", "loudness_diff")
 # Changing any definition here changes this version, so eval rescores every unit.
@@ -40,16 +40,6 @@ MEL_HOP = 512
 MEL_BANDS = 64
 MEL_FLOOR_DB = -100.0
 LOUDNESS_BLOCK_SECONDS = 0.4
-
-
-def _pair(target: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(target, dtype=np.float64).ravel()
-    y_hat = np.asarray(prediction, dtype=np.float64).ravel()
-    if y.shape != y_hat.shape:
-        raise ValueError(f"target has {y.size} samples but prediction has {y_hat.size}")
-    if y.size == 0:
-        raise ValueError("cannot score empty signals")
-    return y, y_hat
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,7 +65,7 @@ def perceptual_emphasis(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def esr_aweighted(target: np.ndarray, prediction: np.ndarray, sample_rate: int) -> float:
     """ESR of the A-weighted and low-passed signals (Wright and Valimaki 2020)."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     e, e_hat = perceptual_emphasis(y, sample_rate), perceptual_emphasis(y_hat, sample_rate)
     return float(np.sum(np.square(e - e_hat)) / (np.sum(np.square(e)) + ESR_EPSILON))
 
@@ -114,7 +104,7 @@ def log_mel(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def mel_distance(target: np.ndarray, prediction: np.ndarray, sample_rate: int) -> float:
     """Mean absolute log-mel difference in dB."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     return float(np.mean(np.abs(log_mel(y, sample_rate) - log_mel(y_hat, sample_rate))))
 
 
@@ -131,7 +121,7 @@ def integrated_loudness(x: np.ndarray, sample_rate: int) -> float | None:
 
 def loudness_difference(target: np.ndarray, prediction: np.ndarray, sample_rate: int) -> float | None:
     """Integrated loudness of the prediction minus the target's, in LU (None if either is silent)."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     reference, measured = integrated_loudness(y, sample_rate), integrated_loudness(y_hat, sample_rate)
     return None if reference is None or measured is None else measured - reference
 

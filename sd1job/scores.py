@@ -53,7 +53,8 @@ STFT_RESOLUTIONS: tuple[StftResolution, ...] = (
 )
 
 
-def _pair(target: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def paired(target: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both signals as flat float64 arrays; ValueError if their lengths differ or they are empty."""
     y = np.asarray(target, dtype=np.float64).ravel()
     y_hat = np.asarray(prediction, dtype=np.float64).ravel()
     if y.shape != y_hat.shape:
@@ -65,7 +66,7 @@ def _pair(target: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def esr(target: np.ndarray, prediction: np.ndarray) -> float:
     """Error-to-signal ratio: ``sum((y - y_hat)^2) / (sum(y^2) + eps)``."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     return float(np.sum(np.square(y - y_hat)) / (np.sum(np.square(y)) + ESR_EPSILON))
 
 
@@ -79,19 +80,19 @@ def pre_emphasis(signal: np.ndarray, coefficient: float = DEFAULT_PRE_EMPHASIS) 
 
 def esr_pre(target: np.ndarray, prediction: np.ndarray, coefficient: float = DEFAULT_PRE_EMPHASIS) -> float:
     """ESR after the pre-emphasis filter ``1 - a z^-1`` on both signals."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     return esr(pre_emphasis(y, coefficient), pre_emphasis(y_hat, coefficient))
 
 
 def mse(target: np.ndarray, prediction: np.ndarray) -> float:
     """Mean squared error."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     return float(np.mean(np.square(y - y_hat)))
 
 
 def mae(target: np.ndarray, prediction: np.ndarray) -> float:
     """Mean absolute error."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     return float(np.mean(np.abs(y - y_hat)))
 
 
@@ -112,7 +113,7 @@ def _magnitude_chunks(signal: np.ndarray, resolution: StftResolution) -> Iterato
 
 def stft_terms(target: np.ndarray, prediction: np.ndarray, resolution: StftResolution) -> tuple[float, float]:
     """Spectral convergence and mean absolute log-magnitude difference at one resolution (floored magnitudes)."""
-    y, y_hat = _pair(target, prediction)
+    y, y_hat = paired(target, prediction)
     diff_energy = 0.0
     energy = 0.0
     log_sum = 0.0
