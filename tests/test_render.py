@@ -41,7 +41,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "kind": ["windowed", "stateful"],
             "stateful": {"segment_seconds": 0.25, "warmup_samples": 100, "tbptt_samples": 500, "batch_size": 8},
         },
-        train={"epochs": 1, "lstm_units": 4, "batch_size": 64, "learning_rate": 0.01, "jit_compile": False},
+        train={"epochs": 1, "lstm_units": 4, "batch_size": 64, "learning_rate": 0.01},
         eval__batch_size=256,
     )
     store = open_store(config.store)
