@@ -279,6 +279,31 @@ def _pre_emphasis(signal: tf.Tensor, coefficient: float | None) -> tf.Tensor:
     return tf.concat([signal[:, :1], signal[:, 1:] - coefficient * signal[:, :-1]], axis=1)
 
 
+def validation_logs(error_energy: float, energy: float, absolute: float, targets: int) -> dict[str, float]:
+    """Validation ESR, MSE and MAE from the sums over every validation target (float64 accumulations)."""
+    count = max(targets, 1)
+    return {
+        "val_loss": error_energy / (energy + ESR_EPSILON),
+        "val_mse": error_energy / count,
+        "val_mae": absolute / count,
+    }
+
+
+def run_epochs(fitter: Any, start: int, epochs: int, on_epoch: OnEpoch, on_update: OnUpdate) -> None:
+    """The epoch loop of a fitter with ``optimizer``, ``schedule``, ``_train_epoch`` (None when an update's
+    guard abandoned the epoch) and ``validate``: epochs ``start+1 .. epochs``, until ``on_epoch`` says stop."""
+    for epoch in range(start, epochs):
+        fitter.optimizer.learning_rate.assign(fitter.schedule(epoch))
+        started = time.perf_counter()
+        logs = fitter._train_epoch(epoch, on_update)
+        if logs is None:
+            return
+        train_seconds = time.perf_counter() - started
+        logs.update(fitter.validate())
+        if on_epoch(epoch + 1, logs, time.perf_counter() - started, train_seconds):
+            return
+
+
 class StatefulFitter:
     """The stateful model fitted by truncated backpropagation through time on segments."""
 
@@ -401,22 +426,8 @@ class StatefulFitter:
             error_energy += float(np.sum(np.square(error, dtype=np.float64)))
             energy += float(np.sum(np.square(y[:, begin:end], dtype=np.float64)))
             absolute += float(np.sum(np.abs(error), dtype=np.float64))
-        count = max(self.val_targets, 1)
-        return {
-            "val_loss": error_energy / (energy + ESR_EPSILON),
-            "val_mse": error_energy / count,
-            "val_mae": absolute / count,
-        }
+        return validation_logs(error_energy, energy, absolute, self.val_targets)
 
     def fit(self, start: int, epochs: int, on_epoch: OnEpoch, on_update: OnUpdate, progress_bar: bool = False) -> None:
         """Run epochs ``start+1 .. epochs``; stop when ``on_epoch`` says so, abandon one when ``on_update`` does."""
-        for epoch in range(start, epochs):
-            self.optimizer.learning_rate.assign(self.schedule(epoch))
-            started = time.perf_counter()
-            logs = self._train_epoch(epoch, on_update)
-            if logs is None:
-                return
-            train_seconds = time.perf_counter() - started
-            logs.update(self.validate())
-            if on_epoch(epoch + 1, logs, time.perf_counter() - started, train_seconds):
-                return
+        run_epochs(self, start, epochs, on_epoch, on_update)

@@ -17,7 +17,6 @@ one (True stops), a ``Schedule`` per epoch, ``optimizer_variables`` for the chec
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,7 @@ from sd1job import dataset
 from sd1job.config import WavenetConfig
 from sd1job.health import trivial_esr
 from sd1job.losses import recipe_loss
-from sd1job.scores import ESR_EPSILON
-from sd1job.training import OnEpoch, OnUpdate, Schedule, _optimizer_variables
+from sd1job.training import OnEpoch, OnUpdate, Schedule, _optimizer_variables, run_epochs, validation_logs
 from sd1job.wavenet_model import build_wavenet
 from sd1job.wavenet_presets import WavenetSpec
 
@@ -143,22 +141,8 @@ class WavenetFitter:
             error_energy += float(np.sum(np.square(error, dtype=np.float64)))
             energy += float(np.sum(np.square(target[begin:end], dtype=np.float64)))
             absolute += float(np.sum(np.abs(error), dtype=np.float64))
-        count = max(self.val_targets, 1)
-        return {
-            "val_loss": error_energy / (energy + ESR_EPSILON),
-            "val_mse": error_energy / count,
-            "val_mae": absolute / count,
-        }
+        return validation_logs(error_energy, energy, absolute, self.val_targets)
 
     def fit(self, start: int, epochs: int, on_epoch: OnEpoch, on_update: OnUpdate, progress_bar: bool = False) -> None:
         """Run epochs ``start+1 .. epochs``; stop when ``on_epoch`` says so, abandon one when ``on_update`` does."""
-        for epoch in range(start, epochs):
-            self.optimizer.learning_rate.assign(self.schedule(epoch))
-            started = time.perf_counter()
-            logs = self._train_epoch(epoch, on_update)
-            if logs is None:
-                return
-            train_seconds = time.perf_counter() - started
-            logs.update(self.validate())
-            if on_epoch(epoch + 1, logs, time.perf_counter() - started, train_seconds):
-                return
+        run_epochs(self, start, epochs, on_epoch, on_update)
