@@ -122,13 +122,25 @@ def test_stage_fails_cleanly_when_s3_stays_down(own_s3: services.S3Server, tmp_p
 
 
 def _run_until(args: list[str], condition: Callable[[], bool], timeout: float = 300) -> int:
-    """Start `python -m sd1job ARGS -q`, SIGKILL it as soon as ``condition()`` holds; return its status."""
+    """Start `python -m sd1job ARGS -q`, SIGKILL it while ``condition()`` holds; return its status.
+
+    The process is stopped (SIGSTOP) as soon as the condition is seen and killed only if the
+    condition still holds while it is frozen, so the kill cannot land after the state it aims at
+    has passed (a temp file renamed between the check and the signal); otherwise it resumes.
+    """
     process = start_job([*args, "-q"], job_env({}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
         if condition():
-            process.send_signal(signal.SIGKILL)
-            break
+            process.send_signal(signal.SIGSTOP)
+            _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns once it is frozen (or has exited)
+            if not os.WIFSTOPPED(status):
+                process.returncode = os.waitstatus_to_exitcode(status)
+                return process.returncode
+            if condition():
+                process.send_signal(signal.SIGKILL)
+                break
+            process.send_signal(signal.SIGCONT)
         time.sleep(0.001)
     return process.wait()
 
