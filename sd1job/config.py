@@ -28,6 +28,7 @@ from sd1job.wavenet_presets import WavenetPreset
 ENV_PREFIX = "SD1JOB_"
 SEED_RIFFS = ["battery", "electricEye", "holywar", "ohwell", "sanitarium", "shadowlove"]
 SEED_CONTEXTS = [44, 88, 132, 176, 220, 264, 308, 352, 396, 440]
+ModelCell = Literal["lstm", "gru"]
 
 
 class ConfigError(UserError, ValueError):
@@ -208,12 +209,17 @@ class WavenetConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Which model kinds a sweep trains, and the stateful model's training settings."""
+    """Which model kinds a sweep trains, their recurrent cell, and the stateful model's training settings."""
 
     kind: list[ModelKind] = Field(
         default_factory=lambda: ["windowed"],
         min_length=1,
         description="windowed (the seed's model), stateful (context-free), wavenet (NAM's), or a list of them",
+    )
+    cell: ModelCell = Field(
+        "lstm",
+        description="the recurrent cell of the windowed and stateful models: lstm (the seed's) or gru (Keras' "
+        "cuDNN-eligible GRU, reset after; NAM cannot load it, so a gru unit is not exported)",
     )
     stateful: StatefulConfig = Field(default_factory=StatefulConfig)
     wavenet: WavenetConfig = Field(default_factory=WavenetConfig)

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from sd1job import dataset
-from sd1job.config import StatefulConfig
+from sd1job.config import ModelCell, StatefulConfig
 from sd1job.health import trivial_esr
 from sd1job.model import build_model, build_stateful_model, esr_loss, fused_stateful_call
 from sd1job.scores import ESR_EPSILON
@@ -238,8 +238,9 @@ class WindowedFitter:
         batch_size: int,
         seed: int,
         jit_compile: bool,
+        cell: ModelCell = "lstm",
     ) -> None:
-        self.model = build_model(context, units, learning_rate, clipnorm)
+        self.model = build_model(context, units, learning_rate, clipnorm, cell)
         self.schedule = Schedule(learning_rate, lr_decay)
         self.model.jit_compile = jit_compile
         self.train_targets = len(split.train)
@@ -319,8 +320,10 @@ class StatefulFitter:
         lr_decay: float,
         clipnorm: float | None,
         seed: int,
+        cell: ModelCell = "lstm",
     ) -> None:
-        self.model = build_stateful_model(units)
+        self.model = build_stateful_model(units, cell)
+        self.cell = cell
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
         self.schedule = Schedule(learning_rate, lr_decay)
         self.settings = settings
@@ -342,8 +345,9 @@ class StatefulFitter:
             self._val_length = len(dry) - segments.val_start
         self.val_targets = len(self._val_starts) * (self._val_length - settings.warmup_samples)
         self.trivial_val_esr = trivial_esr(self._dry[segments.val_start :], self._wet[segments.val_start :])
-        # Off the GPU (where Keras picks cuDNN's LSTM) the fused CPU kernel runs the stretch.
-        self._fused = not tf.config.list_physical_devices("GPU")
+        # Off the GPU (where Keras picks cuDNN's LSTM) the fused CPU kernel runs the stretch (an LSTM's only:
+        # TensorFlow has no fused kernel for Keras' GRU with the reset gate after the product).
+        self._fused = cell == "lstm" and not tf.config.list_physical_devices("GPU")
         self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)  # never XLA: see uses_xla
         self._run = tf.function(self._run_eager, reduce_retracing=True)
 
@@ -377,6 +381,9 @@ class StatefulFitter:
     def _call(self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         if self._fused:
             return fused_stateful_call(self.model, x, h, c)
+        if self.cell == "gru":  # one state: c rides along unused, so the loops stay those of the LSTM
+            prediction, h = self.model([x, h], training=training)
+            return prediction, h, c
         prediction, h, c = self.model([x, h, c], training=training)
         return prediction, h, c
 

@@ -313,7 +313,9 @@ def evaluate_unit(
             "parameter_count": history.get("parameter_count"),
             "lstm_units": units,
         },
-        "flops_per_sample": flops_per_sample(unit.kind, unit.context, units, preset=unit.preset),
+        "flops_per_sample": flops_per_sample(
+            unit.kind, unit.context, units, preset=unit.preset, cell=history.get("cell") or "lstm"
+        ),
         "audio_seconds": sum(riff.seconds for riff in riffs),
         "infer_seconds": sum(row["infer_seconds"] for row in rows),
         "realtime_factor": _realtime_factor(riffs, rows),

@@ -49,7 +49,7 @@ from sd1job.health import (
     recovery_record,
 )
 from sd1job.layout import RunLayout
-from sd1job.model import flops_per_sample
+from sd1job.model import flops_per_sample, recurrent_layer
 from sd1job.report.plots import loss_curve
 from sd1job.scores import ESR_EPSILON
 from sd1job.stages.options import add_unit_options, chosen_units
@@ -105,6 +105,8 @@ def trained_settings(unit: Unit, train: TrainConfig, model: ModelConfig) -> dict
         settings["wavenet"] = model.wavenet.model_dump(exclude={"presets"}) | {"preset": unit.preset}
         for name in ("lstm_units", "learning_rate", "lr_decay", "batch_size"):
             settings.pop(name)
+    elif model.cell != "lstm":  # only when not the default: an LSTM unit's fingerprint is as before the option
+        settings["cell"] = model.cell
     return settings
 
 
@@ -319,6 +321,7 @@ class UnitRun:
             "seed": self.unit.seed,
             "parameter_count": int(self.fitter.model.count_params()),
             "lstm_units": _lstm_units(self.fitter.model),
+            "cell": _cell(self.fitter.model),
             "preset": self.unit.preset,
             "train_windows": self.fitter.train_targets,
             "val_windows": self.fitter.val_targets,
@@ -466,6 +469,8 @@ def skip_trained(
         store.url(layout.unit_dir(unit)),
     )
     recorded = history.get("train_settings", {})
+    if "cell" in settings or "cell" in recorded:  # absent: the LSTM
+        settings, recorded = {"cell": "lstm", **settings}, {"cell": "lstm", **recorded}
     changed = sorted(k for k, v in settings.items() if k in recorded and recorded[k] != v)
     if changed:
         log.warning(
@@ -482,9 +487,15 @@ def skip_trained(
 
 
 def _lstm_units(model: keras.Model) -> int | None:
-    """The LSTM's size, or None for a model without one (the WaveNet)."""
-    names = {layer.name for layer in model.layers}
-    return int(model.get_layer("lstm").units) if "lstm" in names else None
+    """The LSTM's (or GRU's) size, or None for a model without one (the WaveNet)."""
+    layer = recurrent_layer(model)
+    return int(layer.units) if layer is not None else None
+
+
+def _cell(model: keras.Model) -> str | None:
+    """``lstm`` or ``gru``, or None for a model without a recurrent layer (the WaveNet)."""
+    layer = recurrent_layer(model)
+    return layer.name if layer is not None else None
 
 
 def build_fitter(
@@ -506,6 +517,7 @@ def build_fitter(
         "learning_rate": train.learning_rate,
         "lr_decay": train.lr_decay,
         "clipnorm": train.clipnorm,
+        "cell": model.cell,
     }
     if unit.kind == "stateful":
         segments = dataset.stateful_segments(
@@ -587,6 +599,7 @@ def write_outputs(
         title += f"\n{outcome_text(history)}"
     store.write_bytes(layout.loss_plot(unit), loss_curve(history, title))
     units = history["lstm_units"]
+    cell = history["cell"] or "lstm"
     summary = {
         "unit": unit.name,
         "parameter_count": history["parameter_count"],
@@ -594,8 +607,8 @@ def write_outputs(
         "esr_epsilon": ESR_EPSILON,
         "train_windows": history["train_windows"],
         "val_windows": history["val_windows"],
-        "flops_per_sample_training": flops_per_sample(unit.kind, unit.context, units, True, unit.preset),
-        "flops_per_sample_inference": flops_per_sample(unit.kind, unit.context, units, preset=unit.preset),
+        "flops_per_sample_training": flops_per_sample(unit.kind, unit.context, units, True, unit.preset, cell),
+        "flops_per_sample_inference": flops_per_sample(unit.kind, unit.context, units, preset=unit.preset, cell=cell),
         "runtime": runtime,
         "config": config_record,
         "versions": _versions(),
