@@ -39,8 +39,8 @@ sd1job's training information goes under ``metadata.sd1job_training``, not NAM's
 key, whose documented contents are the fields of NAM's own trainers.
 
 The WaveNet kind is exported as NAM's "WaveNet" architecture (``sd1job.export_wavenet``);
-``check_nam`` and ``decode_nam`` read both. Only the windowed model has no player:
-``require_exportable`` refuses it.
+``check_nam`` and ``decode_nam`` read both. The windowed model has no player, and NAM's players
+load no GRU (``model.cell: gru``): ``require_exportable`` refuses both.
 """
 
 from __future__ import annotations
@@ -119,8 +119,14 @@ class NamMetadata:
         return {key: value for key, value in document.items() if value is not None}
 
 
-def require_exportable(kind: str) -> None:
-    """Return if a model of ``kind`` (windowed, stateful, wavenet) can be exported to ``.nam``; ExportError if not."""
+GRU_NOT_EXPORTABLE = "a GRU model cannot be exported to .nam: NAM's players load LSTM and WaveNet models only"
+
+
+def require_exportable(kind: str, cell: str = "lstm", unit: str | None = None) -> None:
+    """Return if a model of ``kind`` (windowed, stateful, wavenet) with recurrent ``cell`` (lstm, gru) can be
+    exported to ``.nam``; ExportError if not (naming ``unit`` when given)."""
+    if kind == "stateful" and cell == "gru":
+        raise ExportError(f"{unit}: {GRU_NOT_EXPORTABLE}" if unit else GRU_NOT_EXPORTABLE)
     if kind in ("stateful", "wavenet"):
         return
     if kind == "windowed":
@@ -154,6 +160,8 @@ def build_nam(
     weights: LstmWeights, sample_rate: float, metadata: NamMetadata, initial_state: LstmState | None = None
 ) -> dict[str, Any]:
     """The ``.nam`` document of the stateful model (a checked JSON-ready dict); zero initial state by default."""
+    if not isinstance(weights, LstmWeights):
+        raise ExportError(GRU_NOT_EXPORTABLE)
     if not (math.isfinite(sample_rate) and sample_rate > 0):
         raise ExportError(f"sample rate {sample_rate!r} is not a positive number of Hz")
     document = {

@@ -16,6 +16,10 @@ The kernel is the same compiled loop as ``sd1job.infer.stateful`` (same gate ari
 rational tanh, same fastmath limits) with a ring buffer of the last ``floor(M) + 2`` states; the
 interpolation adds ``2 x 4 x u`` multiply-adds per sample to the ``4u x u`` recurrent product.
 Output sample ``t`` is ``Dense(h_t)``, as at the training rate.
+
+A GRU (``GruWeights``) has one state, ``h``: its step reads the delayed ``h[n - M]`` in both the
+recurrent product and the update ``h = z h[n - M] + (1 - z) candidate`` (where the LSTM's reads
+the delayed ``c``), and its ring holds ``u`` values per row instead of ``2u``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from fractions import Fraction
 import numba
 import numpy as np
 
-from sd1job.infer.stateful import _tanh
-from sd1job.infer.weights import LstmWeights
+from sd1job.infer.stateful import _add_recurrent, _gru_update, _tanh, check_shapes, gru_sums_start
+from sd1job.infer.weights import GruWeights, RecurrentWeights
 
 LAGRANGE_ORDER = 3
 
@@ -65,24 +69,29 @@ def delay_taps(run_rate: int, training_rate: int) -> tuple[np.ndarray, np.ndarra
 
 @dataclass(frozen=True)
 class DelayLineState:
-    """The last ``length`` states, float32 ``(length, 2u)`` (each row ``h`` then ``c``), the newest in row ``head``."""
+    """The last ``length`` states, float32 ``(length, 2u)`` (each row ``h`` then ``c``), the newest in row ``head``;
+    a GRU's ``(length, u)`` (each row ``h``)."""
 
     ring: np.ndarray
     head: int
+    gru: bool = False
 
     @classmethod
-    def zeros(cls, length: int, units: int) -> DelayLineState:
+    def zeros(cls, length: int, units: int, gru: bool = False) -> DelayLineState:
         """Every stored state zero: the start the model has in training."""
-        return cls(np.zeros((length, 2 * units), np.float32), 0)
+        return cls(np.zeros((length, units if gru else 2 * units), np.float32), 0, gru)
 
     @property
     def h(self) -> np.ndarray:
         """The newest hidden state ``(u,)``."""
-        return self.ring[self.head, : self.ring.shape[1] // 2]
+        width = self.ring.shape[1]
+        return self.ring[self.head, : width if self.gru else width // 2]
 
     @property
     def c(self) -> np.ndarray:
-        """The newest cell state ``(u,)``."""
+        """The newest cell state ``(u,)`` (an LSTM's; a GRU has none)."""
+        if self.gru:
+            raise AttributeError("a GRU has no cell state")
         return self.ring[self.head, self.ring.shape[1] // 2 :]
 
 
@@ -150,13 +159,47 @@ def _stream_delayed(dry, kernel, recurrent, bias, dense, dense_bias, delays, tap
     return head
 
 
-class DelayLinePredictor:
-    """Stream signals at ``run_rate`` through a stateful model trained at ``training_rate`` (run rate >= training)."""
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+def _stream_delayed_gru(dry, kernel, recurrent, start, bias_h, dense, dense_bias, delays, taps, ring, head, out):  # type: ignore[no-untyped-def]
+    """The GRU's ``_stream_delayed``: each row of ``ring`` is one ``h``; the step reads the interpolated delayed
+    ``h`` for its recurrent product and its update (``start`` and ``bias_h``: ``gru_sums_start``)."""
+    length = ring.shape[0]
+    units = ring.shape[1]
+    sums = np.empty(3 * units, np.float32)
+    h = np.empty(units, np.float32)  # the delayed h read this step
+    for t in range(dry.shape[0]):
+        row = (head - delays[0] + 1) % length
+        weight = taps[0]
+        for j in range(units):
+            h[j] = weight * ring[row, j]
+        for k in range(1, delays.shape[0]):
+            row = (head - delays[k] + 1) % length
+            weight = taps[k]
+            for j in range(units):
+                h[j] += weight * ring[row, j]
+        x = dry[t]
+        sums[:] = start
+        _add_recurrent(sums, h, recurrent)
+        head = (head + 1) % length
+        acc = np.float32(0.0)
+        for j in range(units):
+            hidden = _gru_update(x, h[j], sums, kernel, bias_h, j, units)
+            ring[head, j] = hidden
+            acc += hidden * dense[j]
+        out[t] = acc + dense_bias
+    return head
 
-    def __init__(self, weights: LstmWeights, training_rate: int, run_rate: int) -> None:
+
+class DelayLinePredictor:
+    """Stream signals at ``run_rate`` through a stateful model (LSTM or GRU) trained at ``training_rate`` (run rate
+    >= training)."""
+
+    def __init__(self, weights: RecurrentWeights, training_rate: int, run_rate: int) -> None:
+        check_shapes(weights)
         units = weights.units
         self.weights = weights
         self.units = units
+        self.gru = isinstance(weights, GruWeights)
         self.training_rate = int(training_rate)
         self.run_rate = int(run_rate)
         self.delays, self.taps = delay_taps(run_rate, training_rate)
@@ -166,13 +209,12 @@ class DelayLinePredictor:
         self._bias = np.ascontiguousarray(weights.bias, dtype=np.float32)
         self._dense = np.ascontiguousarray(weights.dense_kernel, dtype=np.float32)
         self._dense_bias = np.float32(weights.dense_bias)
-        shapes = (self._kernel.shape, self._bias.shape, self._recurrent.shape, self._dense.shape)
-        if shapes != ((4 * units,), (4 * units,), (units, 4 * units), (units,)):
-            raise ValueError(f"weights have shapes {shapes}, not those of an LSTM({units}) -> Dense(1)")
+        if isinstance(weights, GruWeights):
+            self._start, self._candidate_bias = gru_sums_start(weights)
 
     def zero_state(self) -> DelayLineState:
         """The all-zero history (the default start of ``stream``)."""
-        return DelayLineState.zeros(self.length, self.units)
+        return DelayLineState.zeros(self.length, self.units, self.gru)
 
     def warm_up(self) -> None:
         """Compile the loop, or load it from numba's cache, now (so timings exclude it)."""
@@ -186,10 +228,17 @@ class DelayLinePredictor:
         """
         signal = np.ascontiguousarray(np.asarray(dry, dtype=np.float32).ravel())
         start = state or self.zero_state()
-        if start.ring.shape != (self.length, 2 * self.units):
-            raise ValueError(f"state has shape {start.ring.shape}, expected ({self.length}, {2 * self.units})")
+        width = self.units if self.gru else 2 * self.units
+        if start.ring.shape != (self.length, width):
+            raise ValueError(f"state has shape {start.ring.shape}, expected ({self.length}, {width})")
         ring = np.array(start.ring, dtype=np.float32)  # a fresh copy: the kernel updates it in place
         out = np.empty(len(signal), np.float32)
+        if self.gru:
+            head = _stream_delayed_gru(
+                signal, self._kernel, self._recurrent, self._start, self._candidate_bias, self._dense,
+                self._dense_bias, self.delays, self.taps, ring, int(start.head), out,
+            )  # fmt: skip
+            return out, DelayLineState(ring, int(head), True)
         head = _stream_delayed(
             signal,
             self._kernel,

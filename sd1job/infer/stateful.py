@@ -18,6 +18,12 @@ product (numba has no vector math library here). For the same reason the loops a
 ``error_model="numpy"`` (no zero-division branch in the division) and fastmath limited to
 ``contract`` (FMA) and ``reassoc`` (the blocked sums and the Dense dot product); no flag that
 assumes away NaN or infinity. Everything is float32.
+
+A GRU unit (``model.cell: gru``, ``GruWeights``) runs the same way in its own loop: the 3u sums
+start from the biases that sit outside the reset gate (z's and r's input and recurrent biases
+added together, then the candidate's recurrent bias, which the reset gate multiplies), the
+(u x 3u) product is accumulated eight rows at a time, and then per unit ``z``, ``r``, the
+candidate ``tanh(b_h + x W_h + r a_h)`` and ``h = z h + (1 - z) candidate``. Its state is ``h`` alone.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from sd1job.infer.weights import LstmWeights
+from sd1job.infer.weights import GruWeights, RecurrentWeights
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,18 @@ class LstmState:
     def zeros(cls, units: int) -> LstmState:
         """The all-zero state the stateful model starts from in training and inference."""
         return cls(np.zeros(units, np.float32), np.zeros(units, np.float32))
+
+
+@dataclass(frozen=True)
+class GruState:
+    """The GRU's hidden state, float32 ``(u,)`` (it has no cell state)."""
+
+    h: np.ndarray
+
+    @classmethod
+    def zeros(cls, units: int) -> GruState:
+        """The all-zero state the stateful model starts from in training and inference."""
+        return cls(np.zeros(units, np.float32))
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -118,6 +136,86 @@ def _stream(dry, kernel, recurrent, bias, dense, dense_bias, h, c, out):  # type
         out[t] = acc + dense_bias
 
 
+@numba.njit(cache=True, nogil=True, inline="always", fastmath={"contract", "reassoc"}, error_model="numpy")
+def _add_recurrent(z, h, recurrent):  # type: ignore[no-untyped-def]
+    """``z += h @ recurrent``, eight rows of ``recurrent`` per pass over ``z`` (as in ``_stream``)."""
+    units = h.shape[0]
+    width = z.shape[0]
+    blocked = units - units % 8
+    for j in range(0, blocked, 8):
+        h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
+        h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
+        for k in range(width):
+            z[k] += (
+                h0 * recurrent[j, k]
+                + h1 * recurrent[j + 1, k]
+                + h2 * recurrent[j + 2, k]
+                + h3 * recurrent[j + 3, k]
+                + h4 * recurrent[j + 4, k]
+                + h5 * recurrent[j + 5, k]
+                + h6 * recurrent[j + 6, k]
+                + h7 * recurrent[j + 7, k]
+            )
+    for j in range(blocked, units):
+        hj = h[j]
+        for k in range(width):
+            z[k] += hj * recurrent[j, k]
+
+
+@numba.njit(cache=True, nogil=True, inline="always", fastmath={"contract", "reassoc"}, error_model="numpy")
+def _gru_update(x, h_previous, sums, kernel, candidate_bias, j, units):  # type: ignore[no-untyped-def]
+    """Unit ``j``'s new hidden value from ``sums`` (the 3u biases-plus-``h U``) and the input ``x``."""
+    half = np.float32(0.5)
+    update = half + half * _tanh(half * (sums[j] + x * kernel[j]))
+    reset = half + half * _tanh(half * (sums[units + j] + x * kernel[units + j]))
+    candidate = _tanh(candidate_bias[j] + x * kernel[2 * units + j] + reset * sums[2 * units + j])
+    return update * h_previous + (np.float32(1.0) - update) * candidate
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+def _stream_gru(dry, kernel, recurrent, start, candidate_bias, dense, dense_bias, h, out):  # type: ignore[no-untyped-def]
+    """Run the GRU over ``dry``; write ``out[t] = dense . h_t + dense_bias``; update ``h`` in place.
+
+    ``start`` (3u): what each step's sums start from (see ``gru_sums_start``); ``candidate_bias`` (u):
+    the candidate's input bias.
+    """
+    units = h.shape[0]
+    sums = np.empty(3 * units, np.float32)
+    for t in range(dry.shape[0]):
+        x = dry[t]
+        sums[:] = start
+        _add_recurrent(sums, h, recurrent)
+        acc = np.float32(0.0)
+        for j in range(units):
+            hidden = _gru_update(x, h[j], sums, kernel, candidate_bias, j, units)
+            h[j] = hidden  # sums already hold every h U this step needs
+            acc += hidden * dense[j]
+        out[t] = acc + dense_bias
+
+
+def gru_sums_start(weights: GruWeights) -> tuple[np.ndarray, np.ndarray]:
+    """(3u start of each step's sums, u candidate input bias), float32: z's and r's two biases added (both sit
+    outside the reset gate), the candidate's recurrent bias kept apart (the reset gate multiplies it)."""
+    units = weights.units
+    start = np.array(weights.recurrent_bias, dtype=np.float32)
+    start[: 2 * units] += np.asarray(weights.bias[: 2 * units], np.float32)
+    return start, np.ascontiguousarray(weights.bias[2 * units :], dtype=np.float32)
+
+
+def check_shapes(weights: RecurrentWeights) -> None:
+    """ValueError unless the weights have the shapes of an LSTM(u) (or GRU(u)) -> Dense(1)."""
+    units, gates = weights.units, 3 if isinstance(weights, GruWeights) else 4
+    arrays = [weights.kernel, weights.bias, weights.recurrent, weights.dense_kernel]
+    expected = [(gates * units,), (gates * units,), (units, gates * units), (units,)]
+    if isinstance(weights, GruWeights):
+        arrays.append(weights.recurrent_bias)
+        expected.append((gates * units,))
+    shapes = tuple(np.shape(a) for a in arrays)
+    if shapes != tuple(expected):
+        name = "GRU" if gates == 3 else "LSTM"
+        raise ValueError(f"weights have shapes {shapes}, not those of an {name}({units}) -> Dense(1)")
+
+
 def _vector(values: Any, units: int, name: str) -> np.ndarray:
     array = np.array(values, dtype=np.float32).ravel()  # a fresh copy: the kernel updates it in place
     if array.shape != (units,):
@@ -126,39 +224,48 @@ def _vector(values: Any, units: int, name: str) -> np.ndarray:
 
 
 class StreamingPredictor:
-    """Stream whole signals through the stateful model, sample by sample, at batch 1."""
+    """Stream whole signals through the stateful model (LSTM or GRU), sample by sample, at batch 1."""
 
-    def __init__(self, weights: LstmWeights) -> None:
+    def __init__(self, weights: RecurrentWeights) -> None:
+        check_shapes(weights)
         units = weights.units
         self.weights = weights
         self.units = units
+        self.gru = isinstance(weights, GruWeights)
         self._kernel = np.ascontiguousarray(weights.kernel, dtype=np.float32)
         self._recurrent = np.ascontiguousarray(weights.recurrent, dtype=np.float32)
         self._bias = np.ascontiguousarray(weights.bias, dtype=np.float32)
         self._dense = np.ascontiguousarray(weights.dense_kernel, dtype=np.float32)
         self._dense_bias = np.float32(weights.dense_bias)
-        shapes = (self._kernel.shape, self._bias.shape, self._recurrent.shape, self._dense.shape)
-        if shapes != ((4 * units,), (4 * units,), (units, 4 * units), (units,)):
-            raise ValueError(f"weights have shapes {shapes}, not those of an LSTM({units}) -> Dense(1)")
+        if isinstance(weights, GruWeights):
+            self._start, self._candidate_bias = gru_sums_start(weights)
 
-    def zero_state(self) -> LstmState:
+    def zero_state(self) -> LstmState | GruState:
         """The zero state (the default start of ``stream``)."""
-        return LstmState.zeros(self.units)
+        return GruState.zeros(self.units) if self.gru else LstmState.zeros(self.units)
 
     def warm_up(self) -> None:
         """Compile the loop, or load it from numba's cache, now (so timings exclude it)."""
         self.stream(np.zeros(1, np.float32))
 
-    def stream(self, dry: np.ndarray, state: LstmState | None = None) -> tuple[np.ndarray, LstmState]:
+    def stream(self, dry: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any]:
         """Output for every sample of ``dry`` (float32, same length) from ``state`` (zeros if None); the end state.
 
-        ``state`` is not modified. Streaming a signal in consecutive chunks, each from the state
-        the previous call returned, gives the same output as one call on the whole signal.
+        ``state`` (an ``LstmState``, or a ``GruState`` for a GRU) is not modified. Streaming a signal in
+        consecutive chunks, each from the state the previous call returned, gives the same output as one
+        call on the whole signal.
         """
         signal = np.ascontiguousarray(np.asarray(dry, dtype=np.float32).ravel())
         start = state or self.zero_state()
-        h, c = _vector(start.h, self.units, "state h"), _vector(start.c, self.units, "state c")
+        h = _vector(start.h, self.units, "state h")
         out = np.empty(len(signal), np.float32)
+        if self.gru:
+            _stream_gru(
+                signal, self._kernel, self._recurrent, self._start, self._candidate_bias, self._dense,
+                self._dense_bias, h, out,
+            )  # fmt: skip
+            return out, GruState(h)
+        c = _vector(start.c, self.units, "state c")
         _stream(signal, self._kernel, self._recurrent, self._bias, self._dense, self._dense_bias, h, c, out)
         return out, LstmState(h, c)
 
@@ -170,7 +277,9 @@ class StreamingPredictor:
 def keras_predict_stateful(model: Any, dry: np.ndarray) -> np.ndarray:
     """The reference: Keras ``model.predict`` of a ``build_stateful_model`` model on ``(1, T, 1)`` from zero state."""
     signal = np.asarray(dry, dtype=np.float32).ravel()
-    units = int(model.get_layer("lstm").units)
+    names = {layer.name for layer in model.layers}
+    units = int(model.get_layer("gru" if "gru" in names else "lstm").units)
     zeros = np.zeros((1, units), np.float32)
-    wet, _, _ = model.predict([signal[None, :, None], zeros, zeros], batch_size=1, verbose=0)
+    states = [zeros] if "gru" in names else [zeros, zeros]
+    wet = model.predict([signal[None, :, None], *states], batch_size=1, verbose=0)[0]
     return np.asarray(wet, dtype=np.float32)[0, :, 0]

@@ -14,6 +14,10 @@ input feature: an outer product) is fused by XLA into the same elementwise pass 
 sigmoid gates use ``sigmoid(z) = 0.5 + 0.5 tanh(z / 2)`` with the 1/2 folded into their weights
 (exact in binary floating point), so one tanh serves all four gates. Blocks are streamed:
 working memory is O(B * u + n) for a riff of any length.
+
+A GRU unit (``GruWeights``) runs the same block loop with its own step: ``h U + b'`` as one
+(B x u) @ (u x 3u) product, z and r from one tanh (their 1/2 folded in the same way), the
+candidate ``tanh(x W_h + b_h + r (h U_h + b'_h))`` and ``h = z h + (1 - z) candidate``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from sd1job.infer.weights import LstmWeights
+from sd1job.infer.weights import GruWeights, RecurrentWeights
 
 DEFAULT_BLOCK = 4096
 # keras_predict hands model.predict this many batches at a time (bounds the windows copied).
@@ -59,28 +63,73 @@ def _make_block(block: int, context: int, units: int) -> Any:
     return run
 
 
-class SlidingWindowPredictor:
-    """Predict whole signals, block by block, from one model's weights."""
+def _make_gru_block(block: int, context: int, units: int) -> Any:
+    """The GRU's ``_make_block``: padded block (block + context - 1,) -> block outputs (z and r pre-halved)."""
 
-    def __init__(self, weights: LstmWeights, context: int, block: int = DEFAULT_BLOCK) -> None:
+    @tf.function(jit_compile=True)
+    def run(
+        padded: tf.Tensor,
+        kernel: tf.Tensor,
+        recurrent: tf.Tensor,
+        bias: tf.Tensor,
+        recurrent_bias: tf.Tensor,
+        dense: tf.Tensor,
+    ) -> tf.Tensor:
+        def step(k: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x = tf.slice(padded, [k], [block])  # step k of every window in the block
+            inner = tf.matmul(h, recurrent) + recurrent_bias[None, :]
+            outer = x[:, None] * kernel[None, :] + bias[None, :]
+            gates = 0.5 + 0.5 * tf.tanh(outer[:, : 2 * units] + inner[:, : 2 * units])
+            update, reset = gates[:, :units], gates[:, units:]
+            candidate = tf.tanh(outer[:, 2 * units :] + reset * inner[:, 2 * units :])
+            return k + 1, update * h + (1.0 - update) * candidate
+
+        _, h = tf.while_loop(lambda k, h: k < context, step, (tf.constant(0), tf.zeros((block, units), tf.float32)))
+        return tf.linalg.matvec(h, dense)
+
+    return run
+
+
+class SlidingWindowPredictor:
+    """Predict whole signals, block by block, from one model's weights (an LSTM's or a GRU's)."""
+
+    def __init__(self, weights: RecurrentWeights, context: int, block: int = DEFAULT_BLOCK) -> None:
         if block <= 0 or context <= 0:
             raise ValueError("block and context must be positive")
         self.weights = weights
         self.context = context
         self.block = block
-        scale = _gate_scale(weights.units)
-        self._kernel = tf.constant(weights.kernel * scale)
-        self._recurrent = tf.constant(weights.recurrent * scale[None, :])
-        self._bias = tf.constant(weights.bias * scale)
-        self._dense = tf.constant(weights.dense_kernel)
-        self._run = _make_block(block, context, weights.units)
+        units = weights.units
+        if isinstance(weights, GruWeights):
+            scale = np.full(3 * units, 0.5, dtype=np.float32)  # z and r: sigmoid(v) = 0.5 + 0.5 tanh(v / 2)
+            scale[2 * units :] = 1.0
+            self._args = tuple(
+                tf.constant(value)
+                for value in (
+                    weights.kernel * scale,
+                    weights.recurrent * scale[None, :],
+                    weights.bias * scale,
+                    weights.recurrent_bias * scale,
+                    weights.dense_kernel,
+                )
+            )
+            self._run = _make_gru_block(block, context, units)
+            return
+        scale = _gate_scale(units)
+        self._args = (
+            tf.constant(weights.kernel * scale),
+            tf.constant(weights.recurrent * scale[None, :]),
+            tf.constant(weights.bias * scale),
+            tf.constant(weights.dense_kernel),
+        )
+        self._run = _make_block(block, context, units)
 
     def warm_up(self) -> None:
         """Compile the block function now (a few seconds with XLA), so timings exclude it."""
         self._block_outputs(np.zeros(self.block + self.context - 1, np.float32))
 
     def _block_outputs(self, padded: np.ndarray) -> np.ndarray:
-        out = self._run(tf.constant(padded), self._kernel, self._recurrent, self._bias, self._dense)
+        out = self._run(tf.constant(padded), *self._args)
         return out.numpy() + np.float32(self.weights.dense_bias)
 
     def iter_blocks(self, dry: np.ndarray) -> Iterator[np.ndarray]:

@@ -5,7 +5,7 @@ unit's ``model.keras`` and writes ``runs/<run_id>/exports/<unit>.nam`` (Neural A
 architecture, or "WaveNet" for ``wavenet-<preset>-s<S>``; see ``sd1job.export``), plus a copy at
 ``--output`` on the local disk if given. The report lists every exported file. Without ``--unit``
 it exports every trained stateful and WaveNet unit. A windowed unit is refused: no plugin runs a
-model that reads a window of n samples per output.
+model that reads a window of n samples per output; so is a GRU (``model.cell: gru``): NAM loads none.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     units = chosen_units(args, config)
     if explicit:
         for unit in units:
-            require_exportable(unit.kind)
+            require_exportable(unit.kind, config.for_unit(unit).model.cell, unit.name)
     else:
-        units = [u for u in units if u.kind in ("stateful", "wavenet") and store.exists(layout.history(u))]
+        units = [u for u in units if exportable(config, u) and store.exists(layout.history(u))]
         if not units:
-            raise ExportError("no trained stateful or wavenet unit to export (set model.kind to include one)")
+            raise ExportError("no trained stateful (LSTM) or wavenet unit to export (set model.kind to include one)")
     if args.output and len(units) != 1:
         raise ExportError(f"--output {args.output}: names one file but {len(units)} units were chosen")
     for unit in units:
@@ -56,9 +56,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def exportable(config: Config, unit: Unit) -> bool:
+    """Whether NAM's players can load the unit's model: a WaveNet, or a stateful LSTM (not a GRU)."""
+    return unit.kind == "wavenet" or (unit.kind == "stateful" and config.for_unit(unit).model.cell == "lstm")
+
+
 def export_unit(store: Store, layout: RunLayout, unit: Unit, sample_rate: int, run_id: str) -> bytes:
     """Write the unit's ``.nam`` file into the store and return its bytes."""
-    from sd1job.infer.weights import load_weights  # TensorFlow: only once there is a model to read
+    from sd1job.infer.weights import LstmWeights, load_weights  # TensorFlow: only once there is a model to read
 
     require_exportable(unit.kind)
     try:
@@ -78,6 +83,8 @@ def export_unit(store: Store, layout: RunLayout, unit: Unit, sample_rate: int, r
         data = encode_nam(build_wavenet_nam(wavenet, sample_rate, metadata))
     else:
         weights = load_weights(model_data, store.url(layout.model(unit)), None)
+        if not isinstance(weights, LstmWeights):  # the model file decides, whatever the config says now
+            require_exportable(unit.kind, "gru", unit.name)
         data = encode_nam(build_nam(weights, sample_rate, metadata))
     store.write_bytes(layout.export(unit), data)
     log.info("export %s: %s (%d bytes)", unit.name, store.url(layout.export(unit)), len(data))

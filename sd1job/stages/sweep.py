@@ -159,7 +159,8 @@ def run_sweep(config: Config, store: Store, units: list[Unit] | None = None, job
         )
         progress.failed.update(eval_failures)
     for unit in trained:
-        if unit.kind == "stateful" and unit not in progress.failed and not store.exists(layout.export(unit)):
+        exports = unit.kind == "stateful" and config.for_unit(unit).model.cell == "lstm"  # NAM loads no GRU
+        if exports and unit not in progress.failed and not store.exists(layout.export(unit)):
             from sd1job.stages.export import export_unit
 
             export_unit(store, layout, unit, config.recordings.sample_rate, config.run_id)
