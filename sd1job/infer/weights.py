@@ -111,7 +111,7 @@ def weights_from_model(model: Any, context: int | None, source: str) -> Recurren
     denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     if len(lstms) != 1 or len(denses) != 1:
         raise ModelFileError(
-            f"{source}: expected one LSTM (or GRU) and one Dense layer, found {len(lstms)} and {len(denses)}"
+            f"{source}: expected one LSTM and one Dense layer (or a GRU), found {len(lstms)} and {len(denses)}"
         )
     lstm, dense = lstms[0], denses[0]
     config = lstm.get_config()
