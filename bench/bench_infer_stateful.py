@@ -4,6 +4,8 @@ All on ONE core (``os.sched_setaffinity``) with one TensorFlow thread, in one pr
 random LSTM(64) -> Dense weights (the speed does not depend on their values):
 
 - ``stateful numba``: ``StreamingPredictor`` on 10 s of audio at 44.1 kHz, batch 1;
+- ``stateful numba gru``: the same for a GRU(64) unit (``model.cell: gru``), whose real-time factor at
+  48 kHz is reported beside the LSTM's (``gru``);
 - ``stateful keras``: the baseline, ``model.predict`` of the same ``build_stateful_model`` model on
   ``(1, T, 1)`` from zero state (1 s of audio: a recurrence Keras runs step by step);
 - ``windowed n=44`` / ``n=440``: the seed's windowed model through its fast path
@@ -11,7 +13,7 @@ random LSTM(64) -> Dense weights (the speed does not depend on their values):
 
 Reports samples per second, the real-time factor at 44.1 kHz, matrix-product FLOPs per output
 sample (``sd1job.model.flops_per_sample``) and the rate they make, and the largest difference
-between the numba and Keras outputs (must be <= 1e-5). Target: at least 10x real time for the
+between the numba and Keras outputs (must be <= 1e-5, for the GRU too). Target: at least 10x real time for the
 numba path. Writes bench/results/infer_stateful.json.
 """
 
@@ -45,6 +47,7 @@ BLOCK = 4096
 REPEATS = 3
 TOLERANCE = 1e-5
 TARGET_REALTIME = 10.0
+GRU_RATE = 48000  # the GRU against the LSTM at the rate players run at most often
 
 
 def best_time(function: Callable[[], np.ndarray], repeats: int = REPEATS) -> tuple[np.ndarray, float]:
@@ -111,7 +114,9 @@ def main() -> dict:
         flops = flops_per_sample("windowed", context, UNITS)
         rows.append(row(f"windowed n={context}", samples, seconds, flops, compile_seconds))
 
-    numba_row, keras_row = rows[0], rows[1]
+    gru = gru_row(dry)
+    rows.insert(1, gru.pop("row"))
+    numba_row, keras_row = rows[0], rows[2]
     results = {
         "units": UNITS,
         "sample_rate": RATE,
@@ -125,15 +130,49 @@ def main() -> dict:
         "numba_realtime_x": numba_row["realtime_x"],
         "meets_target": numba_row["realtime_x"] >= TARGET_REALTIME,
         "max_abs_diff_vs_keras": difference,
-        "outputs_match": difference <= TOLERANCE,
+        "outputs_match": difference <= TOLERANCE and gru["max_abs_diff_vs_keras"] <= TOLERANCE,
+        "gru": gru
+        | {
+            "lstm_realtime_x_48k": numba_row["samples_per_s"] / GRU_RATE,
+            "gru_over_lstm_speed": gru["realtime_x_48k"] * GRU_RATE / numba_row["samples_per_s"],
+        },
     }
     print(f"stateful LSTM({UNITS}) streaming at batch 1, one core (cpu {CORE}), one TensorFlow thread")
     print_table(rows)
     print(summary(results))
+    print(
+        f"GRU({UNITS}) numba: {results['gru']['realtime_x_48k']:.1f}x real time at {GRU_RATE} Hz against the "
+        f"LSTM's {results['gru']['lstm_realtime_x_48k']:.1f}x ({results['gru']['gru_over_lstm_speed']:.2f}x its "
+        f"speed); largest difference from Keras {results['gru']['max_abs_diff_vs_keras']:.2e}"
+    )
     save_results("infer_stateful", results)
     if not results["outputs_match"]:
         raise SystemExit(1)
     return results
+
+
+def gru_row(dry: np.ndarray) -> dict:
+    """The GRU unit's numba stream: its table row, its real-time factor at 48 kHz and its difference from Keras."""
+    import keras
+
+    from sd1job.infer import stateful
+    from sd1job.infer.weights import weights_from_model
+    from sd1job.model import build_stateful_model, flops_per_sample
+
+    keras.utils.set_random_seed(25)
+    model = build_stateful_model(UNITS, "gru")
+    fast = stateful.StreamingPredictor(weights_from_model(model, None, "bench"))
+    start = time.perf_counter()
+    fast.warm_up()
+    warm_up_seconds = time.perf_counter() - start
+    streamed, seconds = best_time(lambda: fast.predict(dry))
+    reference = stateful.keras_predict_stateful(model, dry[:KERAS_SAMPLES])
+    flops = flops_per_sample("stateful", None, UNITS, cell="gru")
+    return {
+        "row": row("stateful numba gru", len(dry), seconds, flops, warm_up_seconds),
+        "realtime_x_48k": len(dry) / seconds / GRU_RATE,
+        "max_abs_diff_vs_keras": float(np.max(np.abs(streamed[:KERAS_SAMPLES] - reference))),
+    }
 
 
 def summary(results: dict) -> str:

@@ -31,7 +31,7 @@ from fractions import Fraction
 import numba
 import numpy as np
 
-from sd1job.infer.stateful import _add_recurrent, _gru_update, _tanh, check_shapes, gru_sums_start
+from sd1job.infer.stateful import _tanh, check_shapes, gru_sums_start
 from sd1job.infer.weights import GruWeights, RecurrentWeights
 
 LAGRANGE_ORDER = 3
@@ -165,7 +165,10 @@ def _stream_delayed_gru(dry, kernel, recurrent, start, bias_h, dense, dense_bias
     ``h`` for its recurrent product and its update (``start`` and ``bias_h``: ``gru_sums_start``)."""
     length = ring.shape[0]
     units = ring.shape[1]
-    sums = np.empty(3 * units, np.float32)
+    three = 3 * units
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    z = np.empty(three, np.float32)
     h = np.empty(units, np.float32)  # the delayed h read this step
     for t in range(dry.shape[0]):
         row = (head - delays[0] + 1) % length
@@ -178,12 +181,34 @@ def _stream_delayed_gru(dry, kernel, recurrent, start, bias_h, dense, dense_bias
             for j in range(units):
                 h[j] += weight * ring[row, j]
         x = dry[t]
-        sums[:] = start
-        _add_recurrent(sums, h, recurrent)
+        for k in range(three):
+            z[k] = start[k]
+        blocked = units - units % 8
+        for j in range(0, blocked, 8):
+            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
+            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
+            for k in range(three):
+                z[k] += (
+                    h0 * recurrent[j, k]
+                    + h1 * recurrent[j + 1, k]
+                    + h2 * recurrent[j + 2, k]
+                    + h3 * recurrent[j + 3, k]
+                    + h4 * recurrent[j + 4, k]
+                    + h5 * recurrent[j + 5, k]
+                    + h6 * recurrent[j + 6, k]
+                    + h7 * recurrent[j + 7, k]
+                )
+        for j in range(blocked, units):
+            hj = h[j]
+            for k in range(three):
+                z[k] += hj * recurrent[j, k]
         head = (head + 1) % length
         acc = np.float32(0.0)
         for j in range(units):
-            hidden = _gru_update(x, h[j], sums, kernel, bias_h, j, units)
+            update = half + half * _tanh(half * (z[j] + x * kernel[j]))
+            reset = half + half * _tanh(half * (z[units + j] + x * kernel[units + j]))
+            candidate = _tanh(bias_h[j] + x * kernel[2 * units + j] + reset * z[2 * units + j])
+            hidden = update * h[j] + (one - update) * candidate
             ring[head, j] = hidden
             acc += hidden * dense[j]
         out[t] = acc + dense_bias
@@ -210,7 +235,7 @@ class DelayLinePredictor:
         self._dense = np.ascontiguousarray(weights.dense_kernel, dtype=np.float32)
         self._dense_bias = np.float32(weights.dense_bias)
         if isinstance(weights, GruWeights):
-            self._start, self._candidate_bias = gru_sums_start(weights)
+            self._start, self._bias_h = gru_sums_start(weights)
 
     def zero_state(self) -> DelayLineState:
         """The all-zero history (the default start of ``stream``)."""
@@ -235,7 +260,7 @@ class DelayLinePredictor:
         out = np.empty(len(signal), np.float32)
         if self.gru:
             head = _stream_delayed_gru(
-                signal, self._kernel, self._recurrent, self._start, self._candidate_bias, self._dense,
+                signal, self._kernel, self._recurrent, self._start, self._bias_h, self._dense,
                 self._dense_bias, self.delays, self.taps, ring, int(start.head), out,
             )  # fmt: skip
             return out, DelayLineState(ring, int(head), True)
