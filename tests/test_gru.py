@@ -17,7 +17,7 @@ from sd1job.infer.delayline import DelayLinePredictor
 from sd1job.infer.stateful import GruState, StreamingPredictor, keras_predict_stateful
 from sd1job.infer.weights import GruWeights, LstmWeights, ModelFileError, weights_from_model
 from sd1job.infer.windowed import SlidingWindowPredictor, keras_predict
-from sd1job.layout import RunLayout, riff_dry_key
+from sd1job.layout import REPORT_HTML, RunLayout, riff_dry_key
 from sd1job.model import build_model, build_stateful_model, flops_per_sample
 from sd1job.store import LocalStore
 from sd1job.units import Unit
@@ -311,12 +311,19 @@ def gru_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, LocalStor
 
 @pytest.fixture(scope="module")
 def cell_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, LocalStore]:
-    """The grid ``model.cell: [lstm, gru]`` over stateful units, through data, train and eval."""
+    """The grid ``model.cell: [lstm, gru]`` over stateful units, through the local sweep (data, train, eval, export,
+    report)."""
+    from sd1job.stages.sweep import run_sweep
+
     root = tmp_path_factory.mktemp("cell-grid")
     config = end_to_end_config(
         root, model={"kind": "stateful", "stateful": TINY_STATEFUL}, sweep={"grid": {"model.cell": ["lstm", "gru"]}}
     )
-    return config, run_stages(config)
+    store = LocalStore(config.store)
+    write_toy_recordings(store, config, seconds=3.0, riff_seconds=0.5)
+    progress = run_sweep(config, store)
+    assert not progress.failed
+    return config, store
 
 
 def test_gru_units_of_both_kinds_train_and_score_with_their_fast_inference(gru_run: tuple[Config, LocalStore]) -> None:
@@ -343,7 +350,7 @@ def test_gru_units_of_both_kinds_train_and_score_with_their_fast_inference(gru_r
         np.testing.assert_allclose(written, np.clip(reference, -1, 1), atol=1e-5, rtol=0)
 
 
-def test_a_grid_over_the_cell_trains_an_lstm_and_a_gru_arm_and_exports_only_the_lstm(
+def test_a_grid_over_the_cell_sweeps_an_lstm_and_a_gru_arm_and_exports_only_the_lstm(
     cell_grid: tuple[Config, LocalStore], capsys: pytest.CaptureFixture
 ) -> None:
     config, store = cell_grid
@@ -354,6 +361,9 @@ def test_a_grid_over_the_cell_trains_an_lstm_and_a_gru_arm_and_exports_only_the_
     counts = [store.read_json(layout.history(unit))["parameter_count"] for unit in (lstm, gru)]
     assert counts == [4 * UNITS * (1 + UNITS + 1) + UNITS + 1, 3 * UNITS * (1 + UNITS + 2) + UNITS + 1]
     assert all(store.exists(layout.scores(unit)) for unit in (lstm, gru))
+    # The sweep exported the LSTM arm's unit and left the GRU's alone (NAM cannot load it).
+    assert store.exists(layout.export(lstm)) and not store.exists(layout.export(gru))
+    assert store.exists(layout.eval_file(REPORT_HTML))
     path = config_file(config, Path(config.store).parent)
     capsys.readouterr()
     assert cli.main(["export", "-q", "--config", path, "--unit", gru.name]) == 2
