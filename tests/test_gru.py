@@ -374,3 +374,30 @@ def test_a_grid_over_the_cell_sweeps_an_lstm_and_a_gru_arm_and_exports_only_the_
     # Without --unit, every exportable unit: the LSTM arm's.
     assert cli.main(["export", "-q", "--config", path]) == 0
     assert store.exists(layout.export(lstm)) and not store.exists(layout.export(gru))
+
+
+def test_render_runs_a_gru_unit_at_twice_its_rate_through_the_delay_line(
+    gru_run: tuple[Config, LocalStore], tmp_path: Path
+) -> None:
+    from sd1job.audio import decode_wav, encode_wav
+    from sd1job.infer.weights import load_weights
+
+    config, store = gru_run
+    unit = config.units()[1]
+    rate = config.recordings.sample_rate
+    riff = config.recordings.riffs[0]
+    dry = decode_wav(store.read_bytes(riff_dry_key(config.recordings.test_dir, riff)), "dry").samples
+    source = tmp_path / "di.wav"
+    source.write_bytes(encode_wav(np.repeat(dry, 2), 2 * rate))
+    held = decode_wav(source.read_bytes(), "di").samples  # as render reads it
+    output = tmp_path / "out.wav"
+    path = config_file(config, tmp_path)
+    args = ["render", "-q", "--config", path, "--unit", unit.name, "--input", str(source), "--output", str(output)]
+    assert cli.main([*args, "--method", "delay"]) == 0
+    rendered = decode_wav(output.read_bytes(), "out")
+    assert rendered.sample_rate == 2 * rate and len(rendered.samples) == 2 * len(dry)
+    # M = 2 on a held signal: each phase is the unit at its training rate.
+    weights = load_weights(store.read_bytes(RunLayout(config.run_id).model(unit)), "model", None)
+    expected = StreamingPredictor(weights).predict(held[0::2])
+    np.testing.assert_allclose(rendered.samples[0::2], expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(rendered.samples[1::2], expected, atol=1e-6, rtol=0)
