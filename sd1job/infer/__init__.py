@@ -1,6 +1,7 @@
-"""Fast inference for each model kind, straight from a trained model's weights.
+"""Fast inference for each model kind, straight from a trained model's weights (an LSTM's or, with
+``model.cell: gru``, a GRU's: each path below runs both).
 
-- ``weights``: load a ``.keras`` file, check it is the model a unit needs, take its LSTM/Dense weights;
+- ``weights``: load a ``.keras`` file, check it is the model a unit needs, take its LSTM (or GRU)/Dense weights;
 - ``predictor``: a unit's fast predictor from its model file (what eval and render use);
 - ``windowed``: the seed's model, one window of n dry samples per output sample (XLA, batched);
 - ``stateful``: the context-free model, one LSTM step per sample with the state carried (numba, batch 1);

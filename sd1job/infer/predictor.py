@@ -13,9 +13,9 @@ from sd1job.units import Unit
 def make_predictor(model_data: bytes, source: str, unit: Unit, batch_size: int) -> Any:
     """The fast predictor of the unit's kind from its ``.keras`` bytes (``source`` names the file in errors).
 
-    Stateful: ``StreamingPredictor``; windowed: ``SlidingWindowPredictor`` in blocks of ``batch_size``;
-    WaveNet: ``WavenetPredictor`` of the unit's preset. All have ``weights``, ``warm_up()`` and
-    ``predict(dry)``; ModelFileError if the file is not the unit's model.
+    Stateful: ``StreamingPredictor``; windowed: ``SlidingWindowPredictor`` in blocks of ``batch_size`` (both
+    run the LSTM or GRU the file holds); WaveNet: ``WavenetPredictor`` of the unit's preset. All have
+    ``weights``, ``warm_up()`` and ``predict(dry)``; ModelFileError if the file is not the unit's model.
     """
     if unit.kind == "wavenet":
         from sd1job.infer.wavenet import WavenetPredictor, load_wavenet_weights
