@@ -240,6 +240,12 @@ class TrainConfig(_Section):
         1.0, gt=0.0, le=1.0, description="epoch k trains at learning_rate * lr_decay^(k-1) (1: constant, the seed's)"
     )
     clipnorm: float | None = Field(None, gt=0.0, description="clip each gradient to this norm (None: no clipping)")
+    lr_warmup_updates: int = Field(
+        0,
+        ge=0,
+        description="ramp the learning rate linearly over a unit's first N updates (update k at (k+1)/N of it); "
+        "0: none, the seed's",
+    )
     batch_size: int = Field(64, gt=0)
     epochs: int = Field(100, gt=0)
     patience: int = Field(15, gt=0)
