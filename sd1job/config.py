@@ -130,7 +130,23 @@ class DatasetConfig(_Section):
     split: Literal["random", "blocked"] = Field(
         "random", description="random: the seed's (overlapping windows leak); blocked: disjoint stretches"
     )
+    stride: int | Literal["context"] = Field(
+        1,
+        description="distance between the window end positions a split may draw: 1, any position (the seed's, "
+        "overlapping windows); context: n, the recording's non-overlapping chunks (the user's DS340); or a number",
+    )
     seed: int = 25
+
+    @field_validator("stride")
+    @classmethod
+    def _stride_positive(cls, stride: int | str) -> int | str:
+        if isinstance(stride, int) and stride < 1:
+            raise ValueError(f"stride {stride} must be a positive number of samples or 'context'")
+        return stride
+
+    def stride_for(self, context: int) -> int:
+        """The stride in samples for windows of ``context`` samples."""
+        return context if self.stride == "context" else int(self.stride)
 
     @field_validator("contexts")
     @classmethod
