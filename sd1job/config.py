@@ -450,6 +450,13 @@ class Config(BaseSettings):
         arm.recordings = arm.recordings.resolved()
         return arm
 
+    def with_recording_set(self, name: str) -> Config:
+        """This config with recording set ``name`` chosen and resolved; ConfigError (one line) if there is none."""
+        if name not in self.recordings.sets:
+            known = ", ".join(self.recordings.sets) or "none defined"
+            raise ConfigError(f"recordings.sets has no set {name!r} ({known})")
+        return self.with_values((("recordings.set", name),))
+
     def for_unit(self, unit: Unit) -> Config:
         """The effective config a unit is trained and scored with (itself without a grid or a recording set)."""
         if not unit.grid and self.recordings.set is None:

@@ -36,6 +36,12 @@ from sd1job.units import Unit
 
 SYNTH_INFO = "recordings/synth.json"
 
+
+def synth_info_key(recording_set: str | None) -> str:
+    """Where synth records what it wrote: ``SYNTH_INFO`` for the default recordings, one file per named set."""
+    return SYNTH_INFO if recording_set is None else f"recordings/synth-{recording_set}.json"
+
+
 # The report's files under eval/.
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
