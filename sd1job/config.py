@@ -51,6 +51,13 @@ class RecordingSet(_Section):
     train: TrainRecording
     test_dir: str = Field(description="holds Dry/d_<riff>.wav and Wet/w_<riff>.wav")
     riffs: list[str] | None = Field(None, min_length=1, description="the set's riffs (default: recordings.riffs)")
+    demo_drive: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the virtual SD-1's Drive knob (0-1, 0.5 noon) when `synth` writes this set as demo data "
+        "(None: synth's --drive); not used in training",
+    )
 
 
 class RecordingsConfig(_Section):

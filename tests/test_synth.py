@@ -244,13 +244,16 @@ def test_synth_writes_each_recording_set_at_its_drive(tmp_path, capsys) -> None:
         name: {"train": {"dry": f"sets/{name}/dry.wav", "wet": f"sets/{name}/wet.wav"}, "test_dir": f"sets/{name}/test"}
         for name in ("Low", "High")
     }
+    sets["Low"]["demo_drive"], sets["High"]["demo_drive"] = 0.2, 0.8
     config_file = tmp_path / "sets.yaml"
     config_file.write_text(yaml.safe_dump({"store": str(store), "recordings": {"sets": sets, "riffs": ["battery"]}}))
     base = ["synth", "--config", str(config_file), "--seconds", "2", "--riff-seconds", "0.5", "-q"]
-    for name, drive in (("Low", "0.2"), ("High", "0.8")):
-        assert cli.main([*base, "--set", name, "--drive", drive]) == 0
+    assert cli.main([*base, "--set", "Low"]) == 0  # one set, at its demo_drive
+    assert not (store / synth_info_key("High")).exists()
+    assert cli.main(base) == 0  # every set: Low already there (skipped), High at its demo_drive
+    for name, drive in (("Low", 0.2), ("High", 0.8)):
         info = json.loads((store / synth_info_key(name)).read_text())
-        assert info["settings"]["knobs"]["drive"] == float(drive)
+        assert info["settings"]["knobs"]["drive"] == drive
         assert sorted(info["files"]) == sorted(
             [
                 f"sets/{name}/dry.wav",
@@ -264,5 +267,7 @@ def test_synth_writes_each_recording_set_at_its_drive(tmp_path, capsys) -> None:
     dry = decode_wav((store / "sets/Low/dry.wav").read_bytes(), "dry", rate).samples
     assert np.array_equal(dry, decode_wav((store / "sets/High/dry.wav").read_bytes(), "dry", rate).samples)
     assert not np.allclose(low, high, atol=1e-3)  # the same guitar through the pedal at two drives
+    assert cli.main([*base, "--set", "Low", "--drive", "0.9"]) == cli.EXIT_USER_ERROR  # --drive wins: not these
+    assert "other settings exist" in capsys.readouterr().err
     assert cli.main([*base, "--set", "Mid"]) == cli.EXIT_USER_ERROR
     assert "recordings.sets has no set 'Mid' (High, Low)" in capsys.readouterr().err

@@ -536,7 +536,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=180.0, help="length of the training recording (default 180)")
     parser.add_argument("--riff-seconds", type=float, default=8.0, help="length of each test riff (default 8)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's dataset.seed)")
-    for knob in ("drive", "tone", "level"):
+    parser.add_argument(
+        "--drive",
+        type=_knob,
+        default=None,
+        help="Drive knob in [0, 1] (default: a recording set's demo_drive, else 0.5, noon)",
+    )
+    for knob in ("tone", "level"):
         parser.add_argument(f"--{knob}", type=_knob, default=0.5, help=f"{knob.title()} knob in [0, 1] (default 0.5)")
     parser.add_argument(
         "--sample-rate", type=int, default=None, help="sample rate in Hz (default: the config's recordings.sample_rate)"
@@ -546,8 +552,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         dest="recording_set",
         metavar="NAME",
         default=None,
-        help="write the config's recording set NAME (recordings.sets) instead of its default recordings; with "
-        "--drive, the pedal at that setting (e.g. Low/Mid/High at 0.2/0.5/0.8: 9:00, noon, 3:00)",
+        help="write only the config's recording set NAME (default: every set of recordings.sets, each at its "
+        "demo_drive; a config without sets: its default recordings)",
     )
     parser.add_argument(
         "--force",
@@ -556,20 +562,34 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def recordings_to_write(config: Config, recording_set: str | None) -> list[tuple[str | None, Config]]:
+    """What ``synth`` writes: the set asked for; else every one of ``recordings.sets`` (in the config's order);
+    else the default recordings (None)."""
+    if recording_set is not None:
+        return [(recording_set, config.with_recording_set(recording_set))]
+    if config.recordings.sets:
+        return [(name, config.with_recording_set(name)) for name in config.recordings.sets]
+    return [(None, config)]
+
+
 def run(args: argparse.Namespace, config: Config | None) -> int:
-    """Generate and write the demo recordings."""
+    """Generate and write the demo recordings (each recording set at its ``demo_drive``, else ``--drive``)."""
     assert config is not None
-    if args.recording_set is not None:
-        config = config.with_recording_set(args.recording_set)
+    targets = recordings_to_write(config, args.recording_set)
     store = open_store(args.store or config.store)
-    write_demo_recordings(
-        store,
-        config,
-        seconds=args.seconds,
-        riff_seconds=args.riff_seconds,
-        seed=args.seed,
-        knobs=Knobs(args.drive, args.tone, args.level),
-        sample_rate=args.sample_rate,
-        force=args.force,
-    )
+    for name, chosen in targets:
+        demo_drive = None if name is None else config.recordings.sets[name].demo_drive
+        drive = next(value for value in (args.drive, demo_drive, 0.5) if value is not None)
+        if name is not None:
+            log.info("synth: recording set %s at Drive %.2f", name, drive)
+        write_demo_recordings(
+            store,
+            chosen,
+            seconds=args.seconds,
+            riff_seconds=args.riff_seconds,
+            seed=args.seed,
+            knobs=Knobs(drive, args.tone, args.level),
+            sample_rate=args.sample_rate,
+            force=args.force,
+        )
     return 0
