@@ -464,6 +464,19 @@ class Config(BaseSettings):
             raise ConfigError(f"recordings.sets has no set {name!r} ({known})")
         return self.with_values((("recordings.set", name),))
 
+    def recording_sets_used(self) -> list[str | None]:
+        """The recording sets the units train on, in the config's order: the axis's values, the chosen set, or
+        [None] (the default recordings)."""
+        return list(self.sweep.grid.get("recordings.set") or [self.recordings.set])
+
+    def recording_set_of(self, unit: Unit) -> str | None:
+        """The recording set ``unit`` trains and is scored on (None: the default recordings)."""
+        return dict(unit.grid).get("recordings.set", self.recordings.set)
+
+    def recordings_of_set(self, name: str | None) -> RecordingsConfig:
+        """The recordings settings of set ``name`` (None: the config's own)."""
+        return self.recordings if name is None else self.with_recording_set(name).recordings
+
     def for_unit(self, unit: Unit) -> Config:
         """The effective config a unit is trained and scored with (itself without a grid or a recording set)."""
         if not unit.grid and self.recordings.set is None:
