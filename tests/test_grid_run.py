@@ -97,3 +97,12 @@ def test_a_recording_set_grid_runs_data_train_eval_report_per_arm(
         ("Hard", "4"),
         ("Hard", "8"),
     ]
+    # The listening test hears each arm against its own pedal: one recording set at a time.
+    from sd1job.listen.stimuli import StimulusError, build_stimuli
+
+    with pytest.raises(StimulusError, match="--set NAME"):
+        build_stimuli(store, config)
+    stimuli = build_stimuli(store, config, "Hard")
+    assert sorted(stimuli.units.values()) == ["Hard_lu4-c8-s25", "Hard_lu8-c8-s25"]
+    with pytest.raises(StimulusError, match="--set Mid: not a recording set"):
+        build_stimuli(store, config, "Mid")
