@@ -52,6 +52,13 @@ class RecordingSet(_Section):
     train: TrainRecording
     test_dir: str = Field(description="holds Dry/d_<riff>.wav and Wet/w_<riff>.wav")
     riffs: list[str] | None = Field(None, min_length=1, description="the set's riffs (default: recordings.riffs)")
+    demo_drive: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the virtual SD-1's Drive knob (0-1, 0.5 noon) when `synth` writes this set as demo data "
+        "(None: synth's --drive); not used in training",
+    )
 
 
 class RecordingsConfig(_Section):
@@ -131,7 +138,23 @@ class DatasetConfig(_Section):
     split: Literal["random", "blocked"] = Field(
         "random", description="random: the seed's (overlapping windows leak); blocked: disjoint stretches"
     )
+    stride: int | Literal["context"] = Field(
+        1,
+        description="distance between the window end positions a split may draw: 1, any position (the seed's, "
+        "overlapping windows); context: n, the recording's non-overlapping chunks (the user's DS340); or a number",
+    )
     seed: int = 25
+
+    @field_validator("stride")
+    @classmethod
+    def _stride_positive(cls, stride: int | str) -> int | str:
+        if isinstance(stride, int) and stride < 1:
+            raise ValueError(f"stride {stride} must be a positive number of samples or 'context'")
+        return stride
+
+    def stride_for(self, context: int) -> int:
+        """The stride in samples for windows of ``context`` samples."""
+        return context if self.stride == "context" else int(self.stride)
 
     @field_validator("contexts")
     @classmethod
@@ -246,6 +269,12 @@ class TrainConfig(_Section):
         1.0, gt=0.0, le=1.0, description="epoch k trains at learning_rate * lr_decay^(k-1) (1: constant, the seed's)"
     )
     clipnorm: float | None = Field(None, gt=0.0, description="clip each gradient to this norm (None: no clipping)")
+    lr_warmup_updates: int = Field(
+        0,
+        ge=0,
+        description="ramp the learning rate linearly over a unit's first N updates (update k at (k+1)/N of it); "
+        "0: none, the seed's",
+    )
     batch_size: int = Field(64, gt=0)
     epochs: int = Field(100, gt=0)
     patience: int = Field(15, gt=0)
@@ -433,6 +462,26 @@ class Config(BaseSettings):
         arm = Config.model_validate(data)
         arm.recordings = arm.recordings.resolved()
         return arm
+
+    def with_recording_set(self, name: str) -> Config:
+        """This config with recording set ``name`` chosen and resolved; ConfigError (one line) if there is none."""
+        if name not in self.recordings.sets:
+            known = ", ".join(self.recordings.sets) or "none defined"
+            raise ConfigError(f"recordings.sets has no set {name!r} ({known})")
+        return self.with_values((("recordings.set", name),))
+
+    def recording_sets_used(self) -> list[str | None]:
+        """The recording sets the units train on, in the config's order: the axis's values, the chosen set, or
+        [None] (the default recordings)."""
+        return list(self.sweep.grid.get("recordings.set") or [self.recordings.set])
+
+    def recording_set_of(self, unit: Unit) -> str | None:
+        """The recording set ``unit`` trains and is scored on (None: the default recordings)."""
+        return dict(unit.grid).get("recordings.set", self.recordings.set)
+
+    def recordings_of_set(self, name: str | None) -> RecordingsConfig:
+        """The recordings settings of set ``name`` (None: the config's own)."""
+        return self.recordings if name is None else self.with_recording_set(name).recordings
 
     def for_unit(self, unit: Unit) -> Config:
         """The effective config a unit is trained and scored with (itself without a grid or a recording set)."""

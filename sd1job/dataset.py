@@ -58,39 +58,48 @@ def context_rng(seed: int, context: int) -> np.random.Generator:
     return np.random.default_rng([seed, context])
 
 
-def _draw(rng: np.random.Generator, low: int, high: int, count: int, what: str) -> np.ndarray:
-    available = high - low
+def _draw(rng: np.random.Generator, low: int, high: int, count: int, what: str, stride: int = 1) -> np.ndarray:
+    """``count`` distinct positions from ``low, low + stride, ...`` below ``high`` (stride 1: every position)."""
+    available = max(0, -(-(high - low) // stride))
     if count > available:
         raise DatasetError(f"{what}: {count} windows requested but only {available} are available")
-    return (rng.choice(available, size=count, replace=False) + low).astype(POSITION_DTYPE)
+    return (rng.choice(available, size=count, replace=False) * stride + low).astype(POSITION_DTYPE)
 
 
-def random_split(length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
-    """The seed's split: one draw without replacement over all valid positions, cut in two."""
+def random_split(length: int, context: int, pairs: int, val_fraction: float, seed: int, stride: int = 1) -> Split:
+    """The seed's split: one draw without replacement over all valid positions, cut in two.
+
+    ``stride`` s > 1 allows only the window end positions ``n - 1 + k s``: with s = n the windows
+    are the recording's consecutive, non-overlapping chunks (the user's DS340 experiment).
+    """
     check_context(length, context)
     train_count, _ = split_counts(pairs, val_fraction)
-    drawn = _draw(context_rng(seed, context), context - 1, length, pairs, f"context {context}, dataset.pairs")
+    what = f"context {context}, dataset.pairs" + (f" at dataset.stride {stride}" if stride > 1 else "")
+    drawn = _draw(context_rng(seed, context), context - 1, length, pairs, what, stride)
     return Split(train=drawn[:train_count], val=drawn[train_count:])
 
 
-def blocked_split(length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
-    """Training from before the cut, validation from after it: no window crosses the cut."""
+def blocked_split(length: int, context: int, pairs: int, val_fraction: float, seed: int, stride: int = 1) -> Split:
+    """Training from before the cut, validation from after it: no window crosses the cut (``stride`` as above,
+    counted from each stretch's first full window)."""
     check_context(length, context)
     train_count, val_count = split_counts(pairs, val_fraction)
     cut = round(length * (1.0 - val_fraction))
     rng = context_rng(seed, context)
     # training windows end at t <= cut-1 and start at t-n+1 >= 0; validation windows start at >= cut
-    train = _draw(rng, context - 1, cut, train_count, f"context {context}, blocked training stretch")
-    val = _draw(rng, cut + context - 1, length, val_count, f"context {context}, blocked validation stretch")
+    train = _draw(rng, context - 1, cut, train_count, f"context {context}, blocked training stretch", stride)
+    val = _draw(rng, cut + context - 1, length, val_count, f"context {context}, blocked validation stretch", stride)
     return Split(train=train, val=val)
 
 
 SPLITTERS = {"random": random_split, "blocked": blocked_split}
 
 
-def make_split(kind: str, length: int, context: int, pairs: int, val_fraction: float, seed: int) -> Split:
+def make_split(
+    kind: str, length: int, context: int, pairs: int, val_fraction: float, seed: int, stride: int = 1
+) -> Split:
     """Dispatch to the configured split."""
-    return SPLITTERS[kind](length, context, pairs, val_fraction, seed)
+    return SPLITTERS[kind](length, context, pairs, val_fraction, seed, stride)
 
 
 def check_context(length: int, context: int) -> None:

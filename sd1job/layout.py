@@ -36,6 +36,16 @@ from sd1job.units import Unit
 
 SYNTH_INFO = "recordings/synth.json"
 
+
+def _set_folder(recording_set: str | None) -> str:
+    return "" if recording_set is None else f"sets/{recording_set}/"
+
+
+def synth_info_key(recording_set: str | None) -> str:
+    """Where synth records what it wrote: ``SYNTH_INFO`` for the default recordings, one file per named set."""
+    return SYNTH_INFO if recording_set is None else f"recordings/synth-{recording_set}.json"
+
+
 # The report's files under eval/.
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
@@ -190,14 +200,14 @@ class RunLayout:
         return f"audio/{unit.name}/o_{riff}.wav"
 
     @staticmethod
-    def report_dry(riff: str) -> str:
-        """Where the report keeps the dry riff it played (relative to eval/)."""
-        return f"audio/dry/d_{riff}.wav"
+    def report_dry(riff: str, recording_set: str | None = None) -> str:
+        """Where the report keeps the dry riff it played (relative to eval/; per recording set when there are sets)."""
+        return f"audio/{_set_folder(recording_set)}dry/d_{riff}.wav"
 
     @staticmethod
-    def report_wet(riff: str) -> str:
-        """Where the report keeps the wet riff it played (relative to eval/)."""
-        return f"audio/wet/w_{riff}.wav"
+    def report_wet(riff: str, recording_set: str | None = None) -> str:
+        """Where the report keeps the wet riff it played (relative to eval/; per recording set when there are sets)."""
+        return f"audio/{_set_folder(recording_set)}wet/w_{riff}.wav"
 
     @staticmethod
     def report_export(unit: Unit, extension: str = "nam") -> str:

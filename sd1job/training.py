@@ -54,15 +54,35 @@ def learning_rate_at(epoch: int, learning_rate: float, decay: float) -> float:
 
 class Schedule:
     """A unit's learning rate per 0-based epoch: ``learning_rate_at`` times ``scale``, which each recovery from a
-    divergence lowers (the train stage keeps it in the checkpoint, so a resumed run follows the same rates)."""
+    divergence lowers (the train stage keeps it in the checkpoint, so a resumed run follows the same rates).
 
-    def __init__(self, learning_rate: float, decay: float) -> None:
+    With ``warmup_updates`` N > 0 the first N updates of the unit's training ramp linearly up to that
+    rate (update k of them, 0-based, at (k + 1) / N of it): Adam's first steps, taken on moment
+    estimates from a handful of batches, are the ones that threw a windowed LSTM at lr 0.02 into a
+    state it never left (issue 19's measurement in configs/local.yaml). ``updates_per_epoch`` turns
+    (epoch, update) into the count since training began, so a resumed unit continues the same ramp.
+    """
+
+    def __init__(self, learning_rate: float, decay: float, warmup_updates: int = 0, updates_per_epoch: int = 1) -> None:
         self.learning_rate = learning_rate
         self.decay = decay
         self.scale = 1.0
+        self.warmup_updates = warmup_updates
+        self.updates_per_epoch = max(updates_per_epoch, 1)
 
     def __call__(self, epoch: int) -> float:
         return learning_rate_at(epoch, self.learning_rate, self.decay) * self.scale
+
+    def at_update(self, epoch: int, update: int) -> float:
+        """The rate of 0-based update ``update`` of 0-based epoch ``epoch`` (the epoch's rate once warmed up)."""
+        done = epoch * self.updates_per_epoch + update
+        ramp = min(1.0, (done + 1) / self.warmup_updates) if self.warmup_updates else 1.0
+        return self(epoch) * ramp
+
+    def set_for_update(self, optimizer: Any, epoch: int, update: int) -> None:
+        """Assign ``at_update`` to ``optimizer`` while the ramp lasts (and once after, to restore the epoch's rate)."""
+        if epoch * self.updates_per_epoch + update <= self.warmup_updates:
+            optimizer.learning_rate.assign(self.at_update(epoch, update))
 
 
 def uses_xla(kind: str, jit_compile: bool) -> bool:
@@ -176,7 +196,7 @@ class _EpochHook(keras.callbacks.Callback):
     the batch's own loss is recovered from two consecutive means."""
 
     def __init__(
-        self, on_epoch: OnEpoch, on_update: OnUpdate, schedule: Callable[[int], float], batch_size: int, targets: int
+        self, on_epoch: OnEpoch, on_update: OnUpdate, schedule: Schedule, batch_size: int, targets: int
     ) -> None:
         super().__init__()
         self._on_epoch = on_epoch
@@ -197,6 +217,9 @@ class _EpochHook(keras.callbacks.Callback):
         self._started = time.perf_counter()
         self._train_ended = None
         self._seen, self._mean, self._abandoned = 0, 0.0, False
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._schedule.set_for_update(self.model.optimizer, self._epoch, batch)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         running = float((logs or {})["loss"])
@@ -238,10 +261,11 @@ class WindowedFitter:
         batch_size: int,
         seed: int,
         jit_compile: bool,
+        warmup_updates: int = 0,
         cell: ModelCell = "lstm",
     ) -> None:
         self.model = build_model(context, units, learning_rate, clipnorm, cell)
-        self.schedule = Schedule(learning_rate, lr_decay)
+        self.schedule = Schedule(learning_rate, lr_decay, warmup_updates, math.ceil(len(split.train) / batch_size))
         self.model.jit_compile = jit_compile
         self.train_targets = len(split.train)
         self.val_targets = len(split.val)
@@ -320,18 +344,20 @@ class StatefulFitter:
         lr_decay: float,
         clipnorm: float | None,
         seed: int,
+        warmup_updates: int = 0,
         cell: ModelCell = "lstm",
     ) -> None:
         self.model = build_stateful_model(units, cell)
         self.cell = cell
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
-        self.schedule = Schedule(learning_rate, lr_decay)
         self.settings = settings
         self.units = units
         self.seed = seed
         self.segments = segments
         self.batch = min(settings.batch_size, len(segments.starts))
         self.batches_per_epoch = len(segments.starts) // self.batch
+        updates_per_epoch = self.batches_per_epoch * len(self._steps(segments.length))
+        self.schedule = Schedule(learning_rate, lr_decay, warmup_updates, updates_per_epoch)
         scored = segments.length - settings.warmup_samples
         self.train_targets = self.batches_per_epoch * self.batch * scored
         self._dry = np.asarray(dry, np.float32)
@@ -412,6 +438,7 @@ class StatefulFitter:
             x, y = self._segment_arrays(chosen, self.segments.length)
             h, c = self._warm_state(x)
             for begin, end in self._steps(self.segments.length):
+                self.schedule.set_for_update(self.optimizer, epoch, updates)
                 loss, mse, mae, h, c = self._train_step(
                     tf.constant(x[:, begin:end]), tf.constant(y[:, begin:end]), h, c
                 )

@@ -74,16 +74,17 @@ class WavenetFitter:
         *,
         seed: int,
         clipnorm: float | None = None,
+        warmup_updates: int = 0,
     ) -> None:
         self.model = build_wavenet(spec)
         self.spec = spec
         self.settings = settings
         self.optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, clipnorm=clipnorm)
-        self.schedule = Schedule(settings.learning_rate, settings.lr_decay)
         self.seed = seed
         self.segments = segments
         self.batch = min(settings.batch_size, len(segments.starts))
         self.batches_per_epoch = len(segments.starts) // self.batch
+        self.schedule = Schedule(settings.learning_rate, settings.lr_decay, warmup_updates, self.batches_per_epoch)
         self.train_targets = self.batches_per_epoch * self.batch * segments.scored
         self._dry = np.asarray(dry, np.float32)
         self._wet = np.asarray(wet, np.float32)
@@ -119,6 +120,7 @@ class WavenetFitter:
         for index in range(self.batches_per_epoch):
             chosen = self.segments.starts[order[index * self.batch : (index + 1) * self.batch]]
             x, y = self._batch_arrays(chosen)
+            self.schedule.set_for_update(self.optimizer, epoch, index)
             loss, mse, mae = self._train_step(tf.constant(x), tf.constant(y))
             totals += (float(loss), float(mse), float(mae))
             if on_update(epoch + 1, index + 1, float(loss)):

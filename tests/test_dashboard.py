@@ -98,6 +98,10 @@ def test_the_charts_a_user_watches_are_there() -> None:
         "Sweeps finished by status (all runs)",
         "Recoveries per unit (rolled back, learning rate halved)",
         "Finished units by outcome",
+        "Progress per arm (epochs done / planned, all its units)",
+        "Validation ESR per arm (mean of its units' last epochs)",
+        "Mean epoch duration per arm",
+        "Failed units per arm (diverged or failed to learn)",
     ):
         assert wanted in titles
 
@@ -214,6 +218,14 @@ def test_the_queries_compute_what_their_panels_claim(prometheus: services.Servic
     assert by_label(query(spread, "A"), "arm") == pytest.approx({"c44": 0.3, "c88": 0.2, "stateful": 0.1})
     assert by_label(query(spread, "B"), "arm") == pytest.approx({"c44": 0.4, "c88": 0.2, "stateful": 0.1})
     assert by_label(query(spread, "C"), "arm") == pytest.approx({"c44": 0.5, "c88": 0.2, "stateful": 0.1})
+    arms = {"c44": 0.0, "c88": 0.0, "stateful": 0.0}
+    progress = by_label(query("Progress per arm (epochs done / planned, all its units)"), "arm")
+    assert progress == pytest.approx({arm: 2 / PLANNED_EPOCHS for arm in arms})  # every unit at epoch 2
+    live = by_label(query("Validation ESR per arm (mean of its units' last epochs)"), "arm")
+    assert live == pytest.approx({"c44": (0.3 + 0.5) / 2, "c88": 0.2, "stateful": 0.1})
+    durations = by_label(query("Mean epoch duration per arm"), "arm")
+    assert durations == pytest.approx({"c44": (2 + 4 + 3 + 5) / 4, "c88": 7.0, "stateful": 2.0})
+    assert by_label(query("Failed units per arm (diverged or failed to learn)"), "arm") == {"c44": 1.0}
     recoveries = by_label(query("Recoveries per unit (rolled back, learning rate halved)"), "unit")
     assert recoveries == {name: float(names[name] == DIVERGED) for name in names}
     assert by_label(query("Finished units by outcome"), "outcome") == {"learned": 1, "diverged": 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,36 @@ def test_archive_round_trip_and_corruption() -> None:
     assert encode_arrays(train=np.arange(5), val=np.arange(3)) == data
     with pytest.raises(DatasetError, match=r"x\.npz"):
         decode_arrays(data[:40], "x.npz")
+
+
+@pytest.mark.parametrize("split", [random_split, blocked_split])
+def test_stride_of_the_context_draws_non_overlapping_chunks(split: Any) -> None:
+    length, context = 20_000, 44
+    drawn = split(length, context, 400, 0.25, seed=25, stride=context)
+    everything = np.sort(np.concatenate([drawn.train, drawn.val]))
+    assert len(np.unique(everything)) == 400
+    assert np.all(np.diff(everything) >= context)  # no sample in two windows
+    first = everything if split is random_split else drawn.train
+    assert np.all((first - (context - 1)) % context == 0)  # consecutive chunks from the recording's start
+
+
+def test_stride_one_draws_exactly_what_the_seed_drew() -> None:
+    a, b = random_split(50_000, 44, 1_000, 0.25, seed=25), random_split(50_000, 44, 1_000, 0.25, seed=25, stride=1)
+    np.testing.assert_array_equal(a.train, b.train)
+
+
+def test_non_overlapping_windows_run_out_sooner_and_the_error_says_why() -> None:
+    # 1,000 samples hold 22 chunks of 44: the 23rd window is refused, naming the stride
+    random_split(1_000, 44, 22, 0.25, seed=25, stride=44)
+    with pytest.raises(DatasetError, match=r"dataset\.stride 44: 23 windows requested but only 22 are available"):
+        random_split(1_000, 44, 23, 0.25, seed=25, stride=44)
+
+
+def test_stride_is_a_positive_number_or_context() -> None:
+    from sd1job.config import DatasetConfig
+
+    assert DatasetConfig(stride="context").stride_for(66) == 66
+    assert DatasetConfig().stride_for(66) == 1
+    for bad in (0, "chunks"):
+        with pytest.raises(ValueError, match="stride"):
+            DatasetConfig(stride=bad)

@@ -639,3 +639,22 @@ def test_steps_group_attempts_and_tell_units_apart_by_node_name() -> None:
     assert "running for 5m00s" in watch.format_summary({"status": {"phase": "Running", "startedAt": t}}, now)
     codes = [watch.exit_code_for_phase(p) for p in ("Succeeded", "Failed", "Error", "Running", "")]
     assert codes == [0, 1, 1, 3, 3]
+
+
+def test_a_grids_units_fan_out_and_are_followed_by_name(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """configs/ds340.yaml's 36 arm-named units (dots in lr0.0001 included), as the data step prints them."""
+    from sd1job.config import load_config
+
+    units = tuple(unit.name for unit in load_config(REPO_ROOT / "configs" / "ds340.yaml").units())
+    assert len(units) == 36 and "High_lu96_lr0.0001-c88-s25" in units
+    flaky = "Mid_lu64_lr0.0001-c66-s25"
+    for fake in _start(monkeypatch, units=units, flaky_unit=flaky):
+        status, out, err = run_cli(submit_argv("--watch"), capsys)
+        assert status == 0, err
+        table = summary_table(out)
+        for unit in units:
+            first_attempt = ["Pending", "Running", "Failed" if unit == flaky else "Succeeded"]
+            assert phases_printed(out, f"train {unit}") == first_attempt, unit
+            assert table[f"train {unit}"][:2] == ["Succeeded", "2" if unit == flaky else "1"], unit
+            assert table[f"eval {unit}"][:2] == ["Succeeded", "1"], unit
+        assert fake.errors == []

@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from sd1job import cli
 from sd1job.audio import decode_wav, estimate_latency
 from sd1job.config import config_from_mapping
-from sd1job.layout import SYNTH_INFO, riff_dry_key, riff_wet_key
+from sd1job.layout import SYNTH_INFO, riff_dry_key, riff_wet_key, synth_info_key
 from sd1job.store import LocalStore
 from sd1job.synth import capture, guitar, pedal
 from sd1job.synth.score import Score
@@ -235,3 +236,38 @@ def test_synth_command(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def
     assert "--seconds must be at least" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["synth", "--tone", "2"])
+
+
+def test_synth_writes_each_recording_set_at_its_drive(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    store = tmp_path / "store"
+    sets = {
+        name: {"train": {"dry": f"sets/{name}/dry.wav", "wet": f"sets/{name}/wet.wav"}, "test_dir": f"sets/{name}/test"}
+        for name in ("Low", "High")
+    }
+    sets["Low"]["demo_drive"], sets["High"]["demo_drive"] = 0.2, 0.8
+    config_file = tmp_path / "sets.yaml"
+    config_file.write_text(yaml.safe_dump({"store": str(store), "recordings": {"sets": sets, "riffs": ["battery"]}}))
+    base = ["synth", "--config", str(config_file), "--seconds", "2", "--riff-seconds", "0.5", "-q"]
+    assert cli.main([*base, "--set", "Low"]) == 0  # one set, at its demo_drive
+    assert not (store / synth_info_key("High")).exists()
+    assert cli.main(base) == 0  # every set: Low already there (skipped), High at its demo_drive
+    for name, drive in (("Low", 0.2), ("High", 0.8)):
+        info = json.loads((store / synth_info_key(name)).read_text())
+        assert info["settings"]["knobs"]["drive"] == drive
+        assert sorted(info["files"]) == sorted(
+            [
+                f"sets/{name}/dry.wav",
+                f"sets/{name}/wet.wav",
+                *(f"sets/{name}/test/{d}" for d in ("Dry/d_battery.wav", "Wet/w_battery.wav")),
+            ]
+        )
+    assert not (store / SYNTH_INFO).exists()  # the default recordings were not written
+    rate = 44100
+    low, high = (decode_wav((store / f"sets/{n}/wet.wav").read_bytes(), n, rate).samples for n in ("Low", "High"))
+    dry = decode_wav((store / "sets/Low/dry.wav").read_bytes(), "dry", rate).samples
+    assert np.array_equal(dry, decode_wav((store / "sets/High/dry.wav").read_bytes(), "dry", rate).samples)
+    assert not np.allclose(low, high, atol=1e-3)  # the same guitar through the pedal at two drives
+    assert cli.main([*base, "--set", "Low", "--drive", "0.9"]) == cli.EXIT_USER_ERROR  # --drive wins: not these
+    assert "other settings exist" in capsys.readouterr().err
+    assert cli.main([*base, "--set", "Mid"]) == cli.EXIT_USER_ERROR
+    assert "recordings.sets has no set 'Mid' (High, Low)" in capsys.readouterr().err

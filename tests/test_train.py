@@ -593,6 +593,60 @@ def test_learning_rate_schedule_is_a_function_of_the_epoch() -> None:
     assert learning_rate_at(7, 0.001, 1.0) == 0.001
 
 
+def test_warm_up_ramps_the_rate_over_the_first_updates_then_follows_the_epoch_schedule() -> None:
+    from sd1job.training import Schedule
+
+    schedule = Schedule(0.02, 0.5, warmup_updates=4, updates_per_epoch=3)
+    rates = [schedule.at_update(epoch, update) for epoch in range(2) for update in range(3)]
+    # updates 0..3 at 1/4..4/4 of their epoch's rate (epoch 1's is halved), then the epoch's rate
+    np.testing.assert_allclose(rates, [0.005, 0.01, 0.015, 0.01, 0.01, 0.01])
+    assert Schedule(0.02, 0.5).at_update(0, 0) == 0.02  # no warm-up: the seed's
+
+
+class _RecordingOptimizer:
+    """What ``Schedule.set_for_update`` assigns (the optimizer's learning rate variable stands in)."""
+
+    def __init__(self) -> None:
+        self.assigned: list[float] = []
+        self.learning_rate = self
+
+    def assign(self, value: float) -> None:
+        self.assigned.append(value)
+
+
+def test_warm_up_touches_the_optimizer_only_while_it_lasts() -> None:
+    from sd1job.training import Schedule
+
+    schedule, optimizer = Schedule(0.01, 1.0, warmup_updates=2, updates_per_epoch=10), _RecordingOptimizer()
+    for update in range(5):
+        schedule.set_for_update(optimizer, 0, update)
+    assert optimizer.assigned == [0.005, 0.01, 0.01]  # the ramp, then the epoch's rate restored once
+
+
+@pytest.mark.parametrize("kind", ["windowed", "stateful"])
+def test_fitters_train_each_update_at_the_warm_up_rate(kind: str, tmp_path: Path) -> None:
+    from sd1job.stages.train import build_fitter
+
+    mapping = stateful_mapping(tmp_path) if kind == "stateful" else make_config(tmp_path)
+    mapping["train"].update(lr_decay=0.5, lr_warmup_updates=5, epochs=2)
+    config, store = prepare(mapping)
+    unit = STATEFUL if kind == "stateful" else UNIT
+    fitter, _ = build_fitter(store, layout_for(config), unit, config.train, config.model, config.recordings.sample_rate)
+    optimizer = fitter.model.optimizer if kind == "windowed" else fitter.optimizer
+    seen: list[tuple[int, int, float]] = []
+
+    def on_update(epoch: int, update: int, loss: float) -> bool:
+        seen.append((epoch, update, float(optimizer.learning_rate.numpy())))
+        return False
+
+    fitter.fit(0, 2, lambda *_: False, on_update)
+    per_epoch = fitter.schedule.updates_per_epoch
+    assert len(seen) == 2 * per_epoch and per_epoch >= 3
+    expected = [fitter.schedule.at_update(epoch - 1, update - 1) for epoch, update, _ in seen]
+    np.testing.assert_allclose([rate for *_, rate in seen], expected, rtol=1e-6)
+    assert seen[0][2] == pytest.approx(config.train.learning_rate / 5)  # the ramp was taken, not skipped
+
+
 @pytest.mark.slow
 def test_a_time_budget_stops_training_after_the_epoch_that_uses_it(tmp_path: Path) -> None:
     from sd1job.stages.train import train_unit

@@ -149,17 +149,32 @@ def _data_chunk(wav: bytearray) -> tuple[int, int]:
     raise ValueError("WAV without a data chunk")
 
 
-def build_stimuli(store: Store, config: Config) -> StimulusSet:
-    """Read the pedal's riffs and each arm's representative output; cut, anchor and loudness-match them."""
+def build_stimuli(store: Store, config: Config, recording_set: str | None = None) -> StimulusSet:
+    """Read the pedal's riffs and each arm's representative output; cut, anchor and loudness-match them.
+
+    Every arm is heard against the one pedal its units were trained on, so a grid over recording sets
+    is listened to one set at a time: ``recording_set`` names it (StimulusError, one line, if the grid
+    spans several sets and none is named); only that set's arms and riffs are used.
+    """
     layout = RunLayout(config.run_id)
-    chosen = representative_units(store, layout, config.units())
+    sets = config.recording_sets_used()
+    if recording_set is None and len(sets) > 1:
+        raise StimulusError(
+            f"the grid spans recording sets {', '.join(map(str, sets))}: listen to one at a time with --set NAME"
+        )
+    if recording_set is not None and recording_set not in sets:
+        raise StimulusError(f"--set {recording_set}: not a recording set of this run ({', '.join(map(str, sets))})")
+    chosen_set = recording_set if recording_set is not None else sets[0]
+    recordings = config.recordings_of_set(chosen_set)
+    units = [unit for unit in config.units() if config.recording_set_of(unit) == chosen_set]
+    chosen = representative_units(store, layout, units)
     if not chosen:
         raise StimulusError(f"no scored unit in {store.url(layout.root)}: run the train and eval stages first")
     rate = config.recordings.sample_rate
     seconds = config.listen.excerpt_seconds
     raw: dict[tuple[str, str], np.ndarray] = {}
-    for riff in config.recordings.riffs:
-        wet_key = riff_wet_key(config.recordings.test_dir, riff)
+    for riff in recordings.riffs:
+        wet_key = riff_wet_key(recordings.test_dir, riff)
         pedal = excerpt(_read(store, wet_key, rate), rate, seconds)
         raw[(PEDAL, riff)] = pedal
         raw[(ANCHOR, riff)] = low_pass_anchor(pedal, rate)
@@ -172,10 +187,10 @@ def build_stimuli(store: Store, config: Config) -> StimulusSet:
     gains = match_loudness(raw, rate)
     stimuli = StimulusSet(
         sample_rate=rate,
-        riffs=list(config.recordings.riffs),
+        riffs=list(recordings.riffs),
         arms=list(chosen),
         units={arm: unit.name for arm, unit in chosen.items()},
-        seconds=round(min(seconds, raw[(PEDAL, config.recordings.riffs[0])].size / rate), 6),
+        seconds=round(min(seconds, raw[(PEDAL, recordings.riffs[0])].size / rate), 6),
     )
     for key, samples in raw.items():
         gain = gains[key]

@@ -54,7 +54,8 @@ def data_fingerprint(recordings: RecordingsConfig, settings: DatasetConfig, mode
     """A hash of every setting that shapes the datasets."""
     relevant = {
         "recordings": recordings.model_dump(mode="json"),
-        "dataset": settings.model_dump(mode="json"),
+        # stride 1 (the default) left out: datasets written before the field existed stay current
+        "dataset": settings.model_dump(mode="json", exclude={"stride"} if settings.stride == 1 else None),
         "windows": "windowed" in model.kind,
         "stateful": model.stateful.model_dump(mode="json") if "stateful" in model.kind else None,
     }
@@ -77,7 +78,13 @@ def build_splits(length: int, settings: DatasetConfig) -> dict[int, dataset.Spli
     dataset.check_context(length, max(settings.contexts))
     return {
         context: dataset.make_split(
-            settings.split, length, context, settings.pairs, settings.val_fraction, settings.seed
+            settings.split,
+            length,
+            context,
+            settings.pairs,
+            settings.val_fraction,
+            settings.seed,
+            settings.stride_for(context),
         )
         for context in settings.contexts
     }
@@ -163,6 +170,7 @@ def _write(plan: _Plan, store: Store, export: bool) -> dict[str, Any]:
         "fingerprint": plan.fingerprint,
         "sample_rate": config.recordings.sample_rate,
         "split": settings.split,
+        "stride": settings.stride,
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
         "audio": layout.audio,

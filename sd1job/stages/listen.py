@@ -30,6 +30,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="port to serve on (default: listen.port; 0 = any)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--test", choices=TESTS, default=None, help="abx or mushra (default: listen.test)")
+    parser.add_argument(
+        "--set",
+        dest="recording_set",
+        metavar="NAME",
+        default=None,
+        help="the recording set to listen to when the grid spans several (its arms against its pedal)",
+    )
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -37,7 +44,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     store = open_store(config.store)
     layout = RunLayout(config.run_id)
     test = ListeningTest(
-        store, layout, build_stimuli(store, config), args.test or config.listen.test, config.listen.trials_per_arm
+        store,
+        layout,
+        build_stimuli(store, config, args.recording_set),
+        args.test or config.listen.test,
+        config.listen.trials_per_arm,
     )
     port = config.listen.port if args.port is None else args.port
     try:

@@ -340,7 +340,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         )
     for reason in missing:
         log.warning("report: %s", reason)
-    riffs = load_riffs(store, config.recordings)
+    riffs_by_set = {name: load_riffs(store, config.recordings_of_set(name)) for name in config.recording_sets_used()}
     rows = result_rows(scored)
     axes = list(config.sweep.grid)
     unit_inputs = {u.name: unit_statistics_input(u, d) for u, d in scored.items()}
@@ -359,7 +359,11 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
     listening_test = listening_section(store, config, rows)
     if listening_test is not None:
         analysis["verdict"] += listening_test["verdict"]
-    reference = [reference_row(riff) for riff in riffs]
+    reference = [
+        ({"recording_set": name} if name is not None else {}) | reference_row(riff)
+        for name, riffs in riffs_by_set.items()
+        for riff in riffs
+    ]
     results = {
         "run_id": config.run_id,
         "sample_rate": config.recordings.sample_rate,
@@ -377,9 +381,18 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
     store.write_text(layout.eval_file(RESULTS_CSV), to_csv(rows, row_columns))
     store.write_text(layout.eval_file(SUMMARY_CSV), to_csv(summary, summary_columns))
 
-    listening = _copy_listening(store, layout, scored, riffs)
+    listening = [
+        row
+        for name, riffs in riffs_by_set.items()
+        for row in _copy_listening(
+            store, layout, {u: d for u, d in scored.items() if config.recording_set_of(u) == name}, riffs, name
+        )
+    ]
     exports = _copy_exports(store, layout, units)
-    waveform_riff = config.eval.waveform_riff or config.recordings.riffs[-1]
+    # The context figure and the waveforms show the grid's first combination (draw_all), so its recording set.
+    figure_set = config.recording_set_of(min(scored, key=lambda unit: unit.tag))
+    figure_riffs = riffs_by_set[figure_set]
+    waveform_riff = config.eval.waveform_riff or figure_riffs[-1].name
     figure_list = figures.draw_all(
         store,
         layout,
@@ -387,9 +400,14 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         rows,
         summary,
         analysis,
-        reference,
-        next(r for r in riffs if r.name == waveform_riff),
-        _waveform_predictions(store, layout, scored, waveform_riff),
+        [reference_row(riff) for riff in figure_riffs],
+        next(r for r in figure_riffs if r.name == waveform_riff),
+        _waveform_predictions(
+            store,
+            layout,
+            {u: d for u, d in scored.items() if config.recording_set_of(u) == figure_set},
+            waveform_riff,
+        ),
         factorial_result,
     )
     store.write_json(layout.eval_file(RESULTS_JSON), results)
@@ -437,25 +455,31 @@ def _listening_units(scored: dict[Unit, dict[str, Any]]) -> list[Unit]:
 
 
 def _copy_listening(
-    store: Store, layout: RunLayout, scored: dict[Unit, dict[str, Any]], riffs: list[CheckedPair]
+    store: Store,
+    layout: RunLayout,
+    scored: dict[Unit, dict[str, Any]],
+    riffs: list[CheckedPair],
+    recording_set: str | None = None,
 ) -> list[html.ListeningRow]:
-    """Copy the riffs and one seed's output per arm under eval/audio/, and return the page's players."""
+    """Copy the riffs of one recording set and one seed's output per arm of that set (``scored``) under
+    eval/audio/, and return the page's players."""
     from sd1job.audio import encode_wav
 
     chosen = _listening_units(scored)
     rows = []
     for riff in riffs:
-        store.write_bytes(layout.eval_file(layout.report_dry(riff.name)), encode_wav(riff.dry, riff.sample_rate))
-        store.write_bytes(layout.eval_file(layout.report_wet(riff.name)), encode_wav(riff.wet, riff.sample_rate))
+        dry_copy, wet_copy = layout.report_dry(riff.name, recording_set), layout.report_wet(riff.name, recording_set)
+        store.write_bytes(layout.eval_file(dry_copy), encode_wav(riff.dry, riff.sample_rate))
+        store.write_bytes(layout.eval_file(wet_copy), encode_wav(riff.wet, riff.sample_rate))
         clips = [
-            html.Clip("dry (input)", html.relative_href(layout.report_dry(riff.name))),
-            html.Clip("wet (true pedal output)", html.relative_href(layout.report_wet(riff.name))),
+            html.Clip("dry (input)", html.relative_href(dry_copy)),
+            html.Clip("wet (true pedal output)", html.relative_href(wet_copy)),
         ]
         for unit in chosen:
             copy = layout.report_output(unit, riff.name)
             store.write_bytes(layout.eval_file(copy), store.read_bytes(layout.unit_output(unit, riff.name)))
             clips.append(html.Clip(f"model {unit.name}", html.relative_href(copy)))
-        rows.append(html.ListeningRow(riff.name, clips))
+        rows.append(html.ListeningRow(riff.name if recording_set is None else f"{riff.name} ({recording_set})", clips))
     return rows
 
 

@@ -98,6 +98,8 @@ def trained_settings(unit: Unit, train: TrainConfig, model: ModelConfig) -> dict
     """The settings that decide what an epoch computes (recorded in history.json, compared on a skip)."""
     settings = train.model_dump(exclude=_SPEED_AND_LENGTH)
     settings["seed"] = unit.seed
+    if not settings["lr_warmup_updates"]:  # recorded only when used: older units keep their fingerprints
+        settings.pop("lr_warmup_updates")
     if unit.kind == "stateful":
         settings["stateful"] = model.stateful.model_dump()
         settings.pop("batch_size")  # the windowed model's batch of windows
@@ -510,13 +512,23 @@ def build_fitter(
         pieces = wavenet_segments(
             len(dry), model.wavenet.segment_samples, spec.receptive_field, _validation_fraction(store, layout)
         )
-        wavenet = WavenetFitter(dry, wet, pieces, spec, model.wavenet, seed=unit.seed, clipnorm=train.clipnorm)
+        wavenet = WavenetFitter(
+            dry,
+            wet,
+            pieces,
+            spec,
+            model.wavenet,
+            seed=unit.seed,
+            clipnorm=train.clipnorm,
+            warmup_updates=train.lr_warmup_updates,
+        )
         return wavenet, digest_arrays([dry, wet, pieces.starts, np.array([pieces.val_start])])
     common = {
         "units": train.lstm_units,
         "learning_rate": train.learning_rate,
         "lr_decay": train.lr_decay,
         "clipnorm": train.clipnorm,
+        "warmup_updates": train.lr_warmup_updates,
         "cell": model.cell,
     }
     if unit.kind == "stateful":

@@ -43,7 +43,7 @@ from scipy import signal
 from sd1job.audio import encode_wav
 from sd1job.config import Config
 from sd1job.errors import UserError
-from sd1job.layout import SYNTH_INFO, riff_dry_key, riff_wet_key
+from sd1job.layout import riff_dry_key, riff_wet_key, synth_info_key
 from sd1job.store import Store, open_store
 from sd1job.synth.guitar import Guitar, noise_floor
 from sd1job.synth.pedal import OVERSAMPLE, SD1, Knobs, VirtualSD1
@@ -427,19 +427,19 @@ def _keys(config: Config, riffs: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     return keys
 
 
-def _check_existing(store: Store, settings: DemoSettings, keys: list[str]) -> bool:
+def _check_existing(store: Store, settings: DemoSettings, keys: list[str], info_key: str) -> bool:
     """True if the same settings were already written; raise if other recordings would be overwritten."""
-    if store.exists(SYNTH_INFO):
-        info = store.read_json(SYNTH_INFO)
+    if store.exists(info_key):
+        info = store.read_json(info_key)
         if isinstance(info, dict) and info.get("settings") == settings.as_json():
             if all(store.exists(key) for key in keys):
                 return True
         else:
             raise SynthError(
-                f"{store.url(SYNTH_INFO)}: demo recordings with other settings exist; pass --force to overwrite them"
+                f"{store.url(info_key)}: demo recordings with other settings exist; pass --force to overwrite them"
             )
     present = [key for key in keys if store.exists(key)]
-    if present and not store.exists(SYNTH_INFO):
+    if present and not store.exists(info_key):
         raise SynthError(
             f"{store.url(present[0])} exists and was not written by synth; pass --force to overwrite recordings"
         )
@@ -463,8 +463,11 @@ def write_demo_recordings(
     ``config.recordings.sample_rate``, every knob at noon, the riffs of ``config.recordings.riffs``.
     Tests and demos can ask for a small set (``seconds=8, riff_seconds=1`` takes about a second).
     Skips the work if the same settings were already written; refuses to overwrite other
-    recordings unless ``force``.
+    recordings unless ``force``. The files go where ``config.recordings`` says (its chosen set's
+    paths when ``recordings.set`` is given, see ``Config.with_values``), the record of what was
+    written to ``synth_info_key(config.recordings.set)``.
     """
+    info_key = synth_info_key(config.recordings.set)
     settings = DemoSettings(
         seed=config.dataset.seed if seed is None else seed,
         seconds=seconds,
@@ -475,13 +478,13 @@ def write_demo_recordings(
     )
     keys = _keys(config, settings.riffs)
     all_keys = [key for pair in keys.values() for key in pair]
-    if not force and _check_existing(store, settings, all_keys):
-        log.info("synth: %s already holds these recordings; nothing to do", store.url(SYNTH_INFO))
-        return store.read_json(SYNTH_INFO)
+    if not force and _check_existing(store, settings, all_keys, info_key):
+        log.info("synth: %s already holds these recordings; nothing to do", store.url(info_key))
+        return store.read_json(info_key)
     demo = generate(settings)
     wet_peak = max(float(np.max(np.abs(w))) for w in demo.wet.values())
     wet_gain = WET_PEAK / wet_peak
-    store.delete(SYNTH_INFO)  # written last: its presence marks a complete set
+    store.delete(info_key)  # written last: its presence marks a complete set
     files: dict[str, dict[str, Any]] = {}
     for name, (dry_key, wet_key) in keys.items():
         for key, samples in ((dry_key, demo.dry[name]), (wet_key, demo.wet[name] * wet_gain)):
@@ -509,8 +512,8 @@ def write_demo_recordings(
         "train_sections": demo.sections,
         "files": files,
     }
-    store.write_json(SYNTH_INFO, info)
-    log.info("synth: wrote %d recordings and %s", len(files), store.url(SYNTH_INFO))
+    store.write_json(info_key, info)
+    log.info("synth: wrote %d recordings and %s", len(files), store.url(info_key))
     return info
 
 
@@ -533,10 +536,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=180.0, help="length of the training recording (default 180)")
     parser.add_argument("--riff-seconds", type=float, default=8.0, help="length of each test riff (default 8)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's dataset.seed)")
-    for knob in ("drive", "tone", "level"):
+    parser.add_argument(
+        "--drive",
+        type=_knob,
+        default=None,
+        help="Drive knob in [0, 1] (default: a recording set's demo_drive, else 0.5, noon)",
+    )
+    for knob in ("tone", "level"):
         parser.add_argument(f"--{knob}", type=_knob, default=0.5, help=f"{knob.title()} knob in [0, 1] (default 0.5)")
     parser.add_argument(
         "--sample-rate", type=int, default=None, help="sample rate in Hz (default: the config's recordings.sample_rate)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="recording_set",
+        metavar="NAME",
+        default=None,
+        help="write only the config's recording set NAME (default: every set of recordings.sets, each at its "
+        "demo_drive; a config without sets: its default recordings)",
     )
     parser.add_argument(
         "--force",
@@ -545,18 +562,34 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def recordings_to_write(config: Config, recording_set: str | None) -> list[tuple[str | None, Config]]:
+    """What ``synth`` writes: the set asked for; else every one of ``recordings.sets`` (in the config's order);
+    else the default recordings (None)."""
+    if recording_set is not None:
+        return [(recording_set, config.with_recording_set(recording_set))]
+    if config.recordings.sets:
+        return [(name, config.with_recording_set(name)) for name in config.recordings.sets]
+    return [(None, config)]
+
+
 def run(args: argparse.Namespace, config: Config | None) -> int:
-    """Generate and write the demo recordings."""
+    """Generate and write the demo recordings (each recording set at its ``demo_drive``, else ``--drive``)."""
     assert config is not None
+    targets = recordings_to_write(config, args.recording_set)
     store = open_store(args.store or config.store)
-    write_demo_recordings(
-        store,
-        config,
-        seconds=args.seconds,
-        riff_seconds=args.riff_seconds,
-        seed=args.seed,
-        knobs=Knobs(args.drive, args.tone, args.level),
-        sample_rate=args.sample_rate,
-        force=args.force,
-    )
+    for name, chosen in targets:
+        demo_drive = None if name is None else config.recordings.sets[name].demo_drive
+        drive = next(value for value in (args.drive, demo_drive, 0.5) if value is not None)
+        if name is not None:
+            log.info("synth: recording set %s at Drive %.2f", name, drive)
+        write_demo_recordings(
+            store,
+            chosen,
+            seconds=args.seconds,
+            riff_seconds=args.riff_seconds,
+            seed=args.seed,
+            knobs=Knobs(drive, args.tone, args.level),
+            sample_rate=args.sample_rate,
+            force=args.force,
+        )
     return 0
