@@ -72,6 +72,7 @@ DEFAULT_PAIR = "egfx-tubescreamer"
 REALDATA_LATENCY = {"egfx": (0, 1024), "openamp": (-4400, 200)}
 RUN_ID = "bench-nam"
 HOLDOUT = "holdout"
+MIN_DEMO_SECONDS = 20.0  # six riffs of synth's shortest 0.5 s make the held-out 15 %
 
 
 # --- the capture pair -----------------------------------------------------------------------------
@@ -361,7 +362,7 @@ def run_bench(args: argparse.Namespace) -> int:
         f"# bench-nam, {args.data} data\n\n{source}\n\n"
         f"Split: train {seconds['train']:.2f} s, validation {seconds['validation']:.2f} s, held-out test "
         f"{seconds['test']:.2f} s at {rate} Hz. Budget {args.budget:g} s of wall clock per model, one thread, "
-        f"seeds {seeds}. CPU: {cpu['processor']} ({cpu['cpus']} logical CPUs).\n\n"
+        f"seeds {seeds}. CPU: {cpu['processor']} ({cpu['vector']}, {cpu['cpus']} logical CPUs).\n\n"
     )
     path = save_results(
         name,
@@ -412,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.budget <= 0:
         parser.error("--seeds and --jobs must be at least 1 and --budget positive")
+    if args.data == "demo" and args.seconds < MIN_DEMO_SECONDS:
+        parser.error(f"--seconds {args.seconds:g}: the demo capture needs at least {MIN_DEMO_SECONDS:g} s (riffs of 0.5 s)")
     try:
         models_named(args.models)
     except ValueError as error:
