@@ -155,8 +155,9 @@ def write_split(split: CaptureSplit, dry: np.ndarray, wet: np.ndarray, folder: P
 # --- sd1job's side ----------------------------------------------------------------------------------
 
 
-def sd1job_config(profile_path: Path, split: CaptureSplit, store: Path, budget: float, seeds: list[int],
-                  models: list[BenchModel]) -> Any:
+def sd1job_config(
+    profile_path: Path, split: CaptureSplit, store: Path, budget: float, seeds: list[int], models: list[BenchModel]
+) -> Any:
     """The capture profile pointed at the split: blocked validation cut, one thread, the budget, the chosen models."""
     from sd1job.config import config_from_mapping, load_config
 
@@ -250,17 +251,34 @@ def nam_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Path) 
     out = work / "nam" / f"{model.name}-s{seed}"
     result_path = out / "result.json"
     if not result_path.exists():
-        command = [str(args.nam_python), "scripts/nam_train.py", "--split", str(work / "split"), "--model",
-                   str(model.nam_model), "--seed", str(seed), "--budget", str(args.budget), "--out", str(out)]
+        command = [
+            str(args.nam_python),
+            "scripts/nam_train.py",
+            "--split",
+            str(work / "split"),
+            "--model",
+            str(model.nam_model),
+            "--seed",
+            str(seed),
+            "--budget",
+            str(args.budget),
+            "--out",
+            str(out),
+        ]
         process_seconds = run_logged(command, work / "logs" / f"{model.name}-s{seed}.log")
         result = json.loads(result_path.read_text())
         result["process_seconds"] = round(process_seconds, 3)
         result_path.write_text(json.dumps(result, indent=2) + "\n")
     result = json.loads(result_path.read_text())
     return {
-        "model": model.name, "tool": model.tool, "architecture": model.architecture, "seed": seed,
-        "parameters": result["parameters"], "train_seconds": result["train_seconds"],
-        "process_seconds": result.get("process_seconds"), "epochs": result["epochs"],
+        "model": model.name,
+        "tool": model.tool,
+        "architecture": model.architecture,
+        "seed": seed,
+        "parameters": result["parameters"],
+        "train_seconds": result["train_seconds"],
+        "process_seconds": result.get("process_seconds"),
+        "epochs": result["epochs"],
         "prediction": str(out / "prediction.npy"),
     }
 
@@ -268,15 +286,31 @@ def nam_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Path) 
 def sd1job_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Path, rate: int) -> dict[str, Any]:
     """Train (or let the train stage skip) one sd1job unit; its row without scores."""
     unit = sd1job_unit(model, seed, rate)
-    command = [sys.executable, "-m", "sd1job", "train", "-q", "--config", str(work / "sd1job.yaml"), "--unit", unit.name]
+    command = [
+        sys.executable,
+        "-m",
+        "sd1job",
+        "train",
+        "-q",
+        "--config",
+        str(work / "sd1job.yaml"),
+        "--unit",
+        unit.name,
+    ]
     process_seconds = run_logged(command, work / "logs" / f"{model.name}-s{seed}.log")
     unit_dir = work / "split" / "sd1job-store" / "runs" / RUN_ID / "models" / unit.path
     history = json.loads((unit_dir / "history.json").read_text())
     summary = json.loads((unit_dir / "summary.json").read_text())
     return {
-        "model": model.name, "tool": model.tool, "architecture": model.architecture, "seed": seed,
-        "unit": unit.name, "parameters": summary["parameter_count"], "train_seconds": history.get("total_seconds"),
-        "process_seconds": round(process_seconds, 3), "epochs": history.get("epochs_run"),
+        "model": model.name,
+        "tool": model.tool,
+        "architecture": model.architecture,
+        "seed": seed,
+        "unit": unit.name,
+        "parameters": summary["parameter_count"],
+        "train_seconds": history.get("total_seconds"),
+        "process_seconds": round(process_seconds, 3),
+        "epochs": history.get("epochs_run"),
         "stopped": history.get("stop_reason") or history.get("outcome"),
         "prediction": str(work / "sd1job" / unit.name / "prediction.npy"),
     }
@@ -327,8 +361,10 @@ def run_bench(args: argparse.Namespace) -> int:
     config = sd1job_config(args.config, split, work / "split" / "sd1job-store", args.budget, seeds, models)
     (work / "sd1job.yaml").write_text(config.to_yaml())
     if any(m.tool == "sd1job" for m in models):
-        run_logged([sys.executable, "-m", "sd1job", "data", "-q", "--config", str(work / "sd1job.yaml")],
-                   work / "logs" / "sd1job-data.log")
+        run_logged(
+            [sys.executable, "-m", "sd1job", "data", "-q", "--config", str(work / "sd1job.yaml")],
+            work / "logs" / "sd1job-data.log",
+        )
 
     jobs = [(model, seed) for seed in seeds for model in models]
     started = time.perf_counter()
@@ -339,19 +375,42 @@ def run_bench(args: argparse.Namespace) -> int:
             row = nam_job(model, seed, args, work) if model.tool == "NAM" else sd1job_job(model, seed, args, work, rate)
         except (RuntimeError, OSError, KeyError, ValueError) as error:
             print(f"bench-nam: {model.name} seed {seed} FAILED: {error}", flush=True)
-            return {"model": model.name, "tool": model.tool, "architecture": model.architecture, "seed": seed,
-                    "parameters": None, "prediction": "", "failed": str(error).splitlines()[0]}
-        print(f"bench-nam: {model.name} seed {seed}: {row['train_seconds']} s of training, {row['epochs']} epochs "
-              f"[{time.perf_counter() - started:.0f} s elapsed]", flush=True)
+            return {
+                "model": model.name,
+                "tool": model.tool,
+                "architecture": model.architecture,
+                "seed": seed,
+                "parameters": None,
+                "prediction": "",
+                "failed": str(error).splitlines()[0],
+            }
+        print(
+            f"bench-nam: {model.name} seed {seed}: {row['train_seconds']} s of training, {row['epochs']} epochs "
+            f"[{time.perf_counter() - started:.0f} s elapsed]",
+            flush=True,
+        )
         return row
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(one, jobs))
     units = sorted({row["unit"] for row in rows if "unit" in row})
     if units:
-        run_logged([sys.executable, str(Path(__file__).resolve()), "_predict", "--config", str(work / "sd1job.yaml"),
-                    "--units", ",".join(units), "--split", str(work / "split"), "--out", str(work / "sd1job")],
-                   work / "logs" / "sd1job-predict.log")
+        run_logged(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "_predict",
+                "--config",
+                str(work / "sd1job.yaml"),
+                "--units",
+                ",".join(units),
+                "--split",
+                str(work / "split"),
+                "--out",
+                str(work / "sd1job"),
+            ],
+            work / "logs" / "sd1job-predict.log",
+        )
     test_wet = np.load(work / "split" / "test_wet.npy")
     rows = [score(row, test_wet) for row in rows]
     summary = summarise(rows)
@@ -414,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.jobs < 1 or args.budget <= 0:
         parser.error("--seeds and --jobs must be at least 1 and --budget positive")
     if args.data == "demo" and args.seconds < MIN_DEMO_SECONDS:
-        parser.error(f"--seconds {args.seconds:g}: the demo capture needs at least {MIN_DEMO_SECONDS:g} s (riffs of 0.5 s)")
+        parser.error(
+            f"--seconds {args.seconds:g}: the demo capture needs at least {MIN_DEMO_SECONDS:g} s (riffs of 0.5 s)"
+        )
     try:
         models_named(args.models)
     except ValueError as error:

@@ -37,7 +37,7 @@ ALPHA = 0.05
 
 @dataclass(frozen=True)
 class CaptureSplit:
-    """Sample ranges of one capture pair: training ``[0, validation_start)``, validation, test ``[test_start, length)``."""
+    """Sample ranges of one capture pair: training ``[0, validation_start)``, then validation, then test."""
 
     length: int
     validation_start: int
@@ -147,7 +147,11 @@ def summarise(rows: Sequence[Mapping[str, Any]], alpha: float = ALPHA) -> dict[s
             entry["esr_pre"] = _interval_dict(mean_interval([float(r["esr_pre"]) for r in good]))
             entry["esr_by_seed"] = {int(r["seed"]): float(r["esr"]) for r in good}
         table.append(entry)
-    best = min(esr_by_model, key=lambda name: math.exp(sum(map(math.log, esr_by_model[name])) / len(esr_by_model[name])), default=None)
+    best = min(
+        esr_by_model,
+        key=lambda name: math.exp(sum(map(math.log, esr_by_model[name])) / len(esr_by_model[name])),
+        default=None,
+    )
     tests = worse_than_best(esr_by_model, best, alpha) if best is not None else {}
     for entry in table:
         entry["vs_best"] = _vs_best(entry["model"], best, tests.get(entry["model"]), esr_by_model)
@@ -203,7 +207,8 @@ def _number(value: float | None, digits: int = 0) -> str:
 def markdown_table(summary: Mapping[str, Any]) -> str:
     """The table as Markdown: one line per model, then the headline comparisons."""
     lines = [
-        "| model | tool | seeds | test ESR [95 % CI] | pre-emph. ESR [95 % CI] | parameters | train s | epochs | vs best |",
+        "| model | tool | seeds | test ESR [95 % CI] | pre-emph. ESR [95 % CI] | parameters | train s | epochs "
+        "| vs best |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in summary["models"]:
@@ -213,6 +218,8 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
             f"{_esr_text(entry.get('esr_pre'))} | {_number(entry['parameters'])} | {_number(entry['train_seconds'])} | "
             f"{_number(entry['epochs'], 1)} | {entry['vs_best']} |"
         )
+    if summary["comparisons"]:
+        lines.append("")
     for comparison in summary["comparisons"]:
         change = comparison["change_percent"]
         interval = (
@@ -220,7 +227,6 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
             if change["low"] is not None and change["high"] is not None
             else ""
         )
-        lines.append("")
         lines.append(
             f"- {comparison['sd1job']} vs {comparison['nam']}: ESR {change['mean']:+.0f} %{interval} "
             f"({comparison['verdict']})"

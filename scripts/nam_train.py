@@ -109,8 +109,16 @@ def model_config(model: str, hidden: int) -> dict[str, Any]:
 def data_config(split: Path) -> dict[str, Any]:
     """Training and validation stretches from the split's files (aligned: no delay)."""
     return {
-        "train": {"x_path": str(split / "train_dry.wav"), "y_path": str(split / "train_wet.wav"), "ny": SEGMENT_SAMPLES},
-        "validation": {"x_path": str(split / "validation_dry.wav"), "y_path": str(split / "validation_wet.wav"), "ny": None},
+        "train": {
+            "x_path": str(split / "train_dry.wav"),
+            "y_path": str(split / "train_wet.wav"),
+            "ny": SEGMENT_SAMPLES,
+        },
+        "validation": {
+            "x_path": str(split / "validation_dry.wav"),
+            "y_path": str(split / "validation_wet.wav"),
+            "ny": None,
+        },
         "common": {"delay": 0},
     }
 
