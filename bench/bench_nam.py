@@ -26,13 +26,16 @@ Data: ``--data demo`` synthesises a capture with the virtual SD-1 (``--seconds``
 ``--rate`` 48 kHz): the demo training recording (noise floor, validation phrase, sweeps, noise,
 varied playing, the phrase again) followed by the six demo riffs, so the held-out 15 % is exactly
 the riffs, phrases the training part never plays. ``--data realdata`` joins the clips of one
-pedal of ``../shared/realdata`` (``--pair``, default ``egfx-tubescreamer``: two notes, about 10 s
-at 48 kHz, EGFxSet, CC-BY-4.0), each aligned by sd1job's latency check, and is skipped with a
-message when that folder is absent.
+pedal of ``../shared/realdata`` (``--pair``, default ``openamp-tubescreamer``: four clips of a
+Mini Tube Screamer, 19.6 s at 44.1 kHz, EGFxSet, CC-BY-4.0), each aligned by sd1job's latency
+check, and is skipped with a message when that folder is absent. (The ``egfx-*`` pairs are two
+notes, 9.9 s at 48 kHz; their last 15 % is a note's decaying tail at a seventh of the training
+stretch's level, a harsh test.)
 
-Work files go under ``artifacts/bench-nam/<data>-b<budget>/``; a rerun reuses the split and every
-model already trained there (sd1job's train stage skips trained units, NAM runs with a
-``result.json``), so an interrupted run resumes.
+Work files go under ``artifacts/bench-nam/<pair or demo-<seconds>s-<rate>hz>-b<budget>/``; a rerun
+reuses the split and every model already trained there (sd1job's train stage skips trained units,
+NAM runs with a ``result.json``), so an interrupted run resumes; it stops with a message if that
+folder holds another split.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from bench.nam_compare import (  # noqa: E402
 )
 
 REALDATA = REPO.parent / "shared" / "realdata"
-DEFAULT_PAIR = "egfx-tubescreamer"
+DEFAULT_PAIR = "openamp-tubescreamer"
 # (expected lag, search) per source of ../shared/realdata (its README: EGFxSet wet lags by 27-31
 # samples; the openamp copies miss the wet's first 4,410 samples).
 REALDATA_LATENCY = {"egfx": (0, 1024), "openamp": (-4400, 200)}
@@ -129,6 +132,13 @@ def write_split(split: CaptureSplit, dry: np.ndarray, wet: np.ndarray, folder: P
     from sd1job.audio import encode_wav
     from sd1job.layout import riff_dry_key, riff_wet_key
 
+    record = {"source": source, **asdict(split), "ranges": split.ranges(), "seconds": split.seconds()}
+    text = json.dumps(record, indent=2) + "\n"
+    if (folder / "split.json").exists() and (folder / "split.json").read_text() != text:
+        raise SystemExit(
+            f"bench-nam: {folder.parent} holds models trained on another split ({folder / 'split.json'}); "
+            "remove that folder or pass another --work"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     ranges = split.ranges()
     for name in ("train", "validation"):
@@ -148,8 +158,7 @@ def write_split(split: CaptureSplit, dry: np.ndarray, wet: np.ndarray, folder: P
     for key, samples in files.items():
         (store / key).parent.mkdir(parents=True, exist_ok=True)
         (store / key).write_bytes(encode_wav(samples, split.sample_rate, "FLOAT"))
-    record = {"source": source, **asdict(split), "ranges": split.ranges(), "seconds": split.seconds()}
-    (folder / "split.json").write_text(json.dumps(record, indent=2) + "\n")
+    (folder / "split.json").write_text(text)
 
 
 # --- sd1job's side ----------------------------------------------------------------------------------
@@ -243,6 +252,12 @@ def predict_sd1job(config_path: Path, unit_names: list[str], split_dir: Path, ou
         print(f"predicted {name}: {len(prediction)} samples", flush=True)
 
 
+def work_name(args: argparse.Namespace) -> str:
+    """The work folder's name: everything that decides the data and the budget (``demo-30s-48000hz-b150``)."""
+    data = f"{args.pair}" if args.data == "realdata" else f"demo-{args.seconds:g}s-{args.rate}hz"
+    return f"{data}-b{args.budget:g}"
+
+
 # --- the runs ---------------------------------------------------------------------------------------
 
 
@@ -323,7 +338,9 @@ def score(row: dict[str, Any], test_wet: np.ndarray) -> dict[str, Any]:
     path = Path(row.pop("prediction"))
     prediction = np.load(path) if path.exists() else None
     if prediction is None or prediction.shape != test_wet.shape or not np.all(np.isfinite(prediction)):
-        return {**row, "esr": float("nan"), "esr_pre": float("nan")}
+        problem = "missing" if prediction is None else "not finite or not the test stretch's length"
+        print(f"bench-nam: {row['model']} seed {row['seed']}: prediction {path} {problem}", flush=True)
+        return {**row, "esr": float("nan"), "esr_pre": float("nan"), "failed": row.get("failed") or problem}
     return {**row, "esr": esr(test_wet, prediction), "esr_pre": esr_pre(test_wet, prediction)}
 
 
@@ -331,7 +348,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """Prepare the split, train every (model, seed), predict, score, write the table."""
     models = models_named(args.models)
     seeds = [args.seed + i for i in range(args.seeds)]
-    work = args.work or REPO / "artifacts" / "bench-nam" / f"{args.data}-b{args.budget:g}"
+    work = args.work or REPO / "artifacts" / "bench-nam" / work_name(args)
     work.mkdir(parents=True, exist_ok=True)
     if any(m.tool == "NAM" for m in models) and not Path(args.nam_python).exists():
         print(f"bench-nam: {args.nam_python} not found; run `make .venv-nam/.installed` (or make check-nam)")
