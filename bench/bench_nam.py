@@ -339,7 +339,7 @@ def score(row: dict[str, Any], test_wet: np.ndarray) -> dict[str, Any]:
     prediction = np.load(path) if path.exists() else None
     if prediction is None or prediction.shape != test_wet.shape or not np.all(np.isfinite(prediction)):
         problem = "missing" if prediction is None else "not finite or not the test stretch's length"
-        print(f"bench-nam: {row['model']} seed {row['seed']}: prediction {path} {problem}", flush=True)
+        print(f"bench-nam: {row['model']} seed {row.get('seed')}: prediction {path} {problem}", flush=True)
         return {**row, "esr": float("nan"), "esr_pre": float("nan"), "failed": row.get("failed") or problem}
     return {**row, "esr": esr(test_wet, prediction), "esr_pre": esr_pre(test_wet, prediction)}
 

@@ -153,6 +153,9 @@ def test_split_files_hold_the_same_samples_for_both_tools(tmp_path: Path) -> Non
     store = tmp_path / "sd1job-store" / "recordings"
     np.testing.assert_array_equal(read(store / "train" / "Wet" / "w_train.wav"), wet[:t])
     np.testing.assert_array_equal(read(store / "test" / "Dry" / "d_holdout.wav"), dry[t:])
+    bench_nam.write_split(split, dry, wet, tmp_path, "toy")  # the same split again: reused
+    with pytest.raises(SystemExit, match="another split"):
+        bench_nam.write_split(capture_split(len(dry) - 1, rate), dry[:-1], wet[:-1], tmp_path, "toy")
 
 
 def test_sd1job_runs_the_capture_profile_on_the_split_with_one_thread_and_the_budget(tmp_path: Path) -> None:
