@@ -180,3 +180,17 @@ check-nam: $(STAMP) $(NAM_STAMP)
 	  $(PY) scripts/check_nam.py export --kind wavenet --preset $$preset --out $(CHECK_NAM_DIR)/wavenet-$$preset && \
 	  $(NAM_VENV)/bin/python scripts/check_nam.py compare --dir $(CHECK_NAM_DIR)/wavenet-$$preset || exit 1; \
 	done
+
+# --- bench-nam: NAM's own trainer against sd1job's on one split, one thread, one budget per model ----
+# BUDGET seconds of training per model, SEEDS seeds, BENCH_DATA demo or realdata (../shared/realdata; skipped
+# when absent). 8 models x SEEDS x (BUDGET + ~20 s of start-up), then sd1job's predictions: about
+# 75 minutes at the defaults. Results: bench/results/nam-$(BENCH_DATA).json and .md. BENCH_NAM_ARGS passes more options.
+BUDGET ?= 150
+SEEDS ?= 3
+BENCH_DATA ?= demo
+BENCH_NAM_ARGS ?=
+
+.PHONY: bench-nam
+
+bench-nam: $(STAMP) $(NAM_STAMP)
+	$(PY) bench/bench_nam.py --data $(BENCH_DATA) --budget $(BUDGET) --seeds $(SEEDS) $(BENCH_NAM_ARGS)

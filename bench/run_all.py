@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Run only when named (`make bench BENCH=nam`): they have their own make target and take long.
+ON_REQUEST = {"nam"}  # bench_nam.py: `make bench-nam`, an hour or more, needs .venv-nam
 
 
 def main() -> int:
@@ -14,7 +16,7 @@ def main() -> int:
     failures = 0
     for script in sorted(HERE.glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")
-        if selected and name not in selected:
+        if (selected and name not in selected) or (not selected and name in ON_REQUEST):
             continue
         print(f"\n=== {name} ===", flush=True)
         failures += subprocess.call([sys.executable, str(script)], cwd=HERE.parent) != 0
