@@ -18,6 +18,7 @@ help:
 	@echo "make test       lint and run the test suite"
 	@echo "make local-run  generate demo data and run the whole sweep on this machine"
 	@echo "make bench      run the benchmarks under bench/"
+	@echo "make bench-nam  NAM's own trainer against sd1job on the same data and budget (BUDGET=150 SEEDS=3 BENCH_DATA=demo|realdata)"
 	@echo "make local-run-s3  the same sweep through real S3, Pushgateway and Prometheus on loopback"
 	@echo "make image      build the GPU image (docker, podman or buildah; VARIANT=cpu for the CPU one); make lint-docker checks it statically"
 	@echo "make image-test build the CPU image and run the Argo stages in containers against real S3 and Prometheus"
