@@ -106,3 +106,6 @@ def test_a_recording_set_grid_runs_data_train_eval_report_per_arm(
     assert sorted(stimuli.units.values()) == ["Hard_lu4-c8-s25", "Hard_lu8-c8-s25"]
     with pytest.raises(StimulusError, match="--set Mid: not a recording set"):
         build_stimuli(store, config, "Mid")
+    page = store.read_text(layout.eval_file("report.html"))
+    assert "No data manifest" not in page
+    assert all(f"training recording ({name})" in page for name in SETS)  # each set's recording checks

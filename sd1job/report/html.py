@@ -72,6 +72,8 @@ class ReportPage:
     exports: list[ExportedFile] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
+    # a grid's datasets by tag (data/<tag>/), when there are several: each one's recording checks are listed
+    variant_manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     listening_test: dict[str, Any] | None = None
 
@@ -151,6 +153,9 @@ def render_report(page: ReportPage) -> str:
     """The report page's HTML."""
     riffs, esr_table = _esr_table(page)
     template = _environment().get_template(TEMPLATE)
-    return template.render(
-        page=page, esr_riffs=riffs, esr_table=esr_table, manifest_checks=manifest_checks(page.manifest)
-    )
+    checks = [
+        (f"{name} ({tag})", report)
+        for tag, manifest in page.variant_manifests.items()
+        for name, report in manifest_checks(manifest)
+    ] or manifest_checks(page.manifest)
+    return template.render(page=page, esr_riffs=riffs, esr_table=esr_table, manifest_checks=checks)

@@ -427,7 +427,7 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
         listening=listening,
         exports=exports,
         missing=missing,
-        manifest=_read_manifest(store, layout),
+        **_data_manifests(store, config),
         notes={
             "pre_emphasis": config.eval.pre_emphasis,
             "sample_rate": config.recordings.sample_rate,
@@ -437,6 +437,16 @@ def write_report(config: Config, store: Store, *, force: bool = False) -> dict[s
     )
     store.write_text(layout.eval_file(REPORT_HTML), html.render_report(page))
     return results
+
+
+def _data_manifests(store: Store, config: Config) -> dict[str, Any]:
+    """The page's ``manifest`` (the run's dataset, or a grid's first) and ``variant_manifests`` (every dataset by
+    tag, when a grid has several)."""
+    tags = [tag for tag, _ in config.data_variants()]
+    manifests = {tag: _read_manifest(store, RunLayout(config.run_id, tag)) for tag in tags}
+    first = manifests.pop(tags[0])
+    labelled = {tag: manifest for tag, manifest in manifests.items() if manifest is not None}
+    return {"manifest": first, "variant_manifests": ({tags[0]: first} | labelled) if first and labelled else {}}
 
 
 def _read_manifest(store: Store, layout: RunLayout) -> dict[str, Any] | None:
