@@ -31,7 +31,7 @@ from fractions import Fraction
 import numba
 import numpy as np
 
-from sd1job.infer.stateful import _tanh, check_shapes, gru_sums_start
+from sd1job.infer.stateful import _add_recurrent, _tanh, check_shapes, gru_sums_start
 from sd1job.infer.weights import GruWeights, RecurrentWeights
 
 LAGRANGE_ORDER = 3
@@ -124,25 +124,7 @@ def _stream_delayed(dry, kernel, recurrent, bias, dense, dense_bias, delays, tap
         x = dry[t]
         for k in range(four):
             z[k] = bias[k] + x * kernel[k]
-        blocked = units - units % 8
-        for j in range(0, blocked, 8):
-            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
-            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
-            for k in range(four):
-                z[k] += (
-                    h0 * recurrent[j, k]
-                    + h1 * recurrent[j + 1, k]
-                    + h2 * recurrent[j + 2, k]
-                    + h3 * recurrent[j + 3, k]
-                    + h4 * recurrent[j + 4, k]
-                    + h5 * recurrent[j + 5, k]
-                    + h6 * recurrent[j + 6, k]
-                    + h7 * recurrent[j + 7, k]
-                )
-        for j in range(blocked, units):
-            hj = h[j]
-            for k in range(four):
-                z[k] += hj * recurrent[j, k]
+        _add_recurrent(z, h, recurrent)
         head = (head + 1) % length
         acc = np.float32(0.0)
         for j in range(units):
@@ -183,25 +165,7 @@ def _stream_delayed_gru(dry, kernel, recurrent, start, bias_h, dense, dense_bias
         x = dry[t]
         for k in range(three):
             z[k] = start[k]
-        blocked = units - units % 8
-        for j in range(0, blocked, 8):
-            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
-            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
-            for k in range(three):
-                z[k] += (
-                    h0 * recurrent[j, k]
-                    + h1 * recurrent[j + 1, k]
-                    + h2 * recurrent[j + 2, k]
-                    + h3 * recurrent[j + 3, k]
-                    + h4 * recurrent[j + 4, k]
-                    + h5 * recurrent[j + 5, k]
-                    + h6 * recurrent[j + 6, k]
-                    + h7 * recurrent[j + 7, k]
-                )
-        for j in range(blocked, units):
-            hj = h[j]
-            for k in range(three):
-                z[k] += hj * recurrent[j, k]
+        _add_recurrent(z, h, recurrent)
         head = (head + 1) % length
         acc = np.float32(0.0)
         for j in range(units):

@@ -82,6 +82,33 @@ def _tanh(v):  # type: ignore[no-untyped-def]
     return v * p / q
 
 
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _add_recurrent(z, h, recurrent):  # type: ignore[no-untyped-def]
+    """``z += h @ recurrent`` for every step kernel: eight rows of ``recurrent`` per pass over ``z`` (an eighth of
+    the loads and stores of z, the rows streamed). Inlined, so it compiles with its caller's fastmath flags."""
+    units = h.shape[0]
+    width = z.shape[0]
+    blocked = units - units % 8
+    for j in range(0, blocked, 8):
+        h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
+        h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
+        for k in range(width):
+            z[k] += (
+                h0 * recurrent[j, k]
+                + h1 * recurrent[j + 1, k]
+                + h2 * recurrent[j + 2, k]
+                + h3 * recurrent[j + 3, k]
+                + h4 * recurrent[j + 4, k]
+                + h5 * recurrent[j + 5, k]
+                + h6 * recurrent[j + 6, k]
+                + h7 * recurrent[j + 7, k]
+            )
+    for j in range(blocked, units):
+        hj = h[j]
+        for k in range(width):
+            z[k] += hj * recurrent[j, k]
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def tanh_approx(values):  # type: ignore[no-untyped-def]
     """The approximation ``stream`` uses, elementwise over a float32 array (exposed for its test)."""
@@ -102,26 +129,7 @@ def _stream(dry, kernel, recurrent, bias, dense, dense_bias, h, c, out):  # type
         x = dry[t]
         for k in range(four):
             z[k] = bias[k] + x * kernel[k]
-        # Eight rows per pass over z: an eighth of the loads and stores of z, the rows of W streamed.
-        blocked = units - units % 8
-        for j in range(0, blocked, 8):
-            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
-            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
-            for k in range(four):
-                z[k] += (
-                    h0 * recurrent[j, k]
-                    + h1 * recurrent[j + 1, k]
-                    + h2 * recurrent[j + 2, k]
-                    + h3 * recurrent[j + 3, k]
-                    + h4 * recurrent[j + 4, k]
-                    + h5 * recurrent[j + 5, k]
-                    + h6 * recurrent[j + 6, k]
-                    + h7 * recurrent[j + 7, k]
-                )
-        for j in range(blocked, units):
-            hj = h[j]
-            for k in range(four):
-                z[k] += hj * recurrent[j, k]
+        _add_recurrent(z, h, recurrent)
         acc = np.float32(0.0)
         for j in range(units):
             input_gate = half + half * _tanh(half * z[j])
@@ -153,25 +161,7 @@ def _stream_gru(dry, kernel, recurrent, start, bias_h, dense, dense_bias, h, out
         x = dry[t]
         for k in range(three):
             z[k] = start[k]
-        blocked = units - units % 8
-        for j in range(0, blocked, 8):
-            h0, h1, h2, h3 = h[j], h[j + 1], h[j + 2], h[j + 3]
-            h4, h5, h6, h7 = h[j + 4], h[j + 5], h[j + 6], h[j + 7]
-            for k in range(three):
-                z[k] += (
-                    h0 * recurrent[j, k]
-                    + h1 * recurrent[j + 1, k]
-                    + h2 * recurrent[j + 2, k]
-                    + h3 * recurrent[j + 3, k]
-                    + h4 * recurrent[j + 4, k]
-                    + h5 * recurrent[j + 5, k]
-                    + h6 * recurrent[j + 6, k]
-                    + h7 * recurrent[j + 7, k]
-                )
-        for j in range(blocked, units):
-            hj = h[j]
-            for k in range(three):
-                z[k] += hj * recurrent[j, k]
+        _add_recurrent(z, h, recurrent)
         acc = np.float32(0.0)
         for j in range(units):  # z holds every h U this step needs, so h is updated in place
             update = half + half * _tanh(half * (z[j] + x * kernel[j]))
