@@ -59,12 +59,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import machine, save_results  # noqa: E402
 from bench.nam_compare import (  # noqa: E402
+    PROFILE_RECIPE,
+    RECIPES,
     TEST_FRACTION,
     BenchModel,
     CaptureSplit,
+    Recipe,
     capture_split,
     markdown_table,
     models_named,
+    recipe_model_name,
+    recipes_named,
     summarise,
 )
 
@@ -165,18 +170,28 @@ def write_split(split: CaptureSplit, dry: np.ndarray, wet: np.ndarray, folder: P
 
 
 def sd1job_config(
-    profile_path: Path, split: CaptureSplit, store: Path, budget: float, seeds: list[int], models: list[BenchModel]
+    profile_path: Path,
+    split: CaptureSplit,
+    store: Path,
+    budget: float,
+    seeds: list[int],
+    models: list[BenchModel],
+    recipe: Recipe = RECIPES[PROFILE_RECIPE],
 ) -> Any:
-    """The capture profile pointed at the split: blocked validation cut, one thread, the budget, the chosen models."""
+    """The capture profile under ``recipe`` pointed at the split: blocked validation cut, one thread, the budget,
+    the chosen models (run id ``bench-nam-<recipe>``)."""
     from sd1job.config import config_from_mapping, load_config
+    from sd1job.design import nested_update
 
     profile = load_config(profile_path)
     data = profile.model_dump(mode="json")
+    for path, value in recipe.overrides.items():
+        nested_update(data, path, value)
     kinds = sorted({m.sd1job_kind for m in models if m.sd1job_kind}, key=["windowed", "stateful", "wavenet"].index)
     context_ms = sorted({m.context_ms for m in models if m.context_ms is not None}) or [1.0]
     presets = sorted({m.preset for m in models if m.preset}) or ["standard"]
     data["store"] = str(store)
-    data["run_id"] = RUN_ID
+    data["run_id"] = run_id(recipe)
     data["recordings"] = {
         **data["recordings"],
         "train": {"dry": "recordings/train/Dry/d_train.wav", "wet": "recordings/train/Wet/w_train.wav"},
@@ -196,7 +211,17 @@ def sd1job_config(
     data["sweep"] = {"grid": {}}
     data["eval"]["waveform_riff"] = None
     data["metrics"] = {"pushgateway": None, "port": 0}
-    return config_from_mapping(data, source=f"bench-nam's profile from {profile_path}")
+    return config_from_mapping(data, source=f"bench-nam's profile from {profile_path}, recipe {recipe.name}")
+
+
+def run_id(recipe: Recipe) -> str:
+    """The sd1job run that holds the units trained under ``recipe``."""
+    return f"{RUN_ID}-{recipe.name}"
+
+
+def recipe_models(recipe: Recipe, models: list[BenchModel]) -> list[BenchModel]:
+    """sd1job's models among ``models`` that ``recipe`` changes (all of them for the profile)."""
+    return [m for m in models if m.tool == "sd1job" and m.sd1job_kind in recipe.kinds]
 
 
 def sd1job_unit(model: BenchModel, seed: int, sample_rate: int) -> Any:
@@ -298,9 +323,10 @@ def nam_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Path) 
     }
 
 
-def sd1job_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Path, rate: int) -> dict[str, Any]:
-    """Train (or let the train stage skip) one sd1job unit; its row without scores."""
+def sd1job_job(model: BenchModel, seed: int, recipe: Recipe, work: Path, rate: int) -> dict[str, Any]:
+    """Train (or let the train stage skip) one sd1job unit under ``recipe``; its row without scores."""
     unit = sd1job_unit(model, seed, rate)
+    name = recipe_model_name(model.name, recipe.name)
     command = [
         sys.executable,
         "-m",
@@ -308,18 +334,20 @@ def sd1job_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Pat
         "train",
         "-q",
         "--config",
-        str(work / "sd1job.yaml"),
+        str(work / f"sd1job-{recipe.name}.yaml"),
         "--unit",
         unit.name,
     ]
-    process_seconds = run_logged(command, work / "logs" / f"{model.name}-s{seed}.log")
-    unit_dir = work / "split" / "sd1job-store" / "runs" / RUN_ID / "models" / unit.path
+    process_seconds = run_logged(command, work / "logs" / f"{name}-s{seed}.log")
+    unit_dir = work / "split" / "sd1job-store" / "runs" / run_id(recipe) / "models" / unit.path
     history = json.loads((unit_dir / "history.json").read_text())
     summary = json.loads((unit_dir / "summary.json").read_text())
+    architecture = model.architecture if recipe.name == PROFILE_RECIPE else f"{model.architecture}, {recipe.name}"
     return {
-        "model": model.name,
+        "model": name,
         "tool": model.tool,
-        "architecture": model.architecture,
+        "architecture": architecture,
+        "recipe": recipe.name,
         "seed": seed,
         "unit": unit.name,
         "parameters": summary["parameter_count"],
@@ -327,7 +355,7 @@ def sd1job_job(model: BenchModel, seed: int, args: argparse.Namespace, work: Pat
         "process_seconds": round(process_seconds, 3),
         "epochs": history.get("epochs_run"),
         "stopped": history.get("stop_reason") or history.get("outcome"),
-        "prediction": str(work / "sd1job" / unit.name / "prediction.npy"),
+        "prediction": str(work / "sd1job" / recipe.name / unit.name / "prediction.npy"),
     }
 
 
@@ -347,6 +375,7 @@ def score(row: dict[str, Any], test_wet: np.ndarray) -> dict[str, Any]:
 def run_bench(args: argparse.Namespace) -> int:
     """Prepare the split, train every (model, seed), predict, score, write the table."""
     models = models_named(args.models)
+    recipes = recipes_named(args.recipes)
     seeds = [args.seed + i for i in range(args.seeds)]
     work = args.work or REPO / "artifacts" / "bench-nam" / work_name(args)
     work.mkdir(parents=True, exist_ok=True)
@@ -375,25 +404,39 @@ def run_bench(args: argparse.Namespace) -> int:
         f"one thread, seeds {seeds}, {len(models)} models",
         flush=True,
     )
-    config = sd1job_config(args.config, split, work / "split" / "sd1job-store", args.budget, seeds, models)
-    (work / "sd1job.yaml").write_text(config.to_yaml())
-    if any(m.tool == "sd1job" for m in models):
+    recipes = [recipe for recipe in recipes if recipe_models(recipe, models)]
+    for recipe in recipes:
+        config = sd1job_config(
+            args.config,
+            split,
+            work / "split" / "sd1job-store",
+            args.budget,
+            seeds,
+            recipe_models(recipe, models),
+            recipe,
+        )
+        config_path = work / f"sd1job-{recipe.name}.yaml"
+        config_path.write_text(config.to_yaml())
         run_logged(
-            [sys.executable, "-m", "sd1job", "data", "-q", "--config", str(work / "sd1job.yaml")],
-            work / "logs" / "sd1job-data.log",
+            [sys.executable, "-m", "sd1job", "data", "-q", "--config", str(config_path)],
+            work / "logs" / f"sd1job-data-{recipe.name}.log",
         )
 
-    jobs = [(model, seed) for seed in seeds for model in models]
+    jobs: list[tuple[BenchModel, int, Recipe | None]] = []
+    for seed in seeds:
+        jobs += [(model, seed, None) for model in models if model.tool == "NAM"]
+        jobs += [(model, seed, recipe) for recipe in recipes for model in recipe_models(recipe, models)]
     started = time.perf_counter()
 
-    def one(job: tuple[BenchModel, int]) -> dict[str, Any]:
-        model, seed = job
+    def one(job: tuple[BenchModel, int, Recipe | None]) -> dict[str, Any]:
+        model, seed, recipe = job
+        name = model.name if recipe is None else recipe_model_name(model.name, recipe.name)
         try:
-            row = nam_job(model, seed, args, work) if model.tool == "NAM" else sd1job_job(model, seed, args, work, rate)
+            row = nam_job(model, seed, args, work) if recipe is None else sd1job_job(model, seed, recipe, work, rate)
         except (RuntimeError, OSError, KeyError, ValueError) as error:
-            print(f"bench-nam: {model.name} seed {seed} FAILED: {error}", flush=True)
+            print(f"bench-nam: {name} seed {seed} FAILED: {error}", flush=True)
             return {
-                "model": model.name,
+                "model": name,
                 "tool": model.tool,
                 "architecture": model.architecture,
                 "seed": seed,
@@ -402,7 +445,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 "failed": str(error).splitlines()[0],
             }
         print(
-            f"bench-nam: {model.name} seed {seed}: {row['train_seconds']} s of training, {row['epochs']} epochs "
+            f"bench-nam: {name} seed {seed}: {row['train_seconds']} s of training, {row['epochs']} epochs "
             f"[{time.perf_counter() - started:.0f} s elapsed]",
             flush=True,
         )
@@ -410,23 +453,25 @@ def run_bench(args: argparse.Namespace) -> int:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(one, jobs))
-    units = sorted({row["unit"] for row in rows if "unit" in row})
-    if units:
+    for recipe in recipes:
+        units = sorted({row["unit"] for row in rows if row.get("recipe") == recipe.name and "unit" in row})
+        if not units:
+            continue
         run_logged(
             [
                 sys.executable,
                 str(Path(__file__).resolve()),
                 "_predict",
                 "--config",
-                str(work / "sd1job.yaml"),
+                str(work / f"sd1job-{recipe.name}.yaml"),
                 "--units",
                 ",".join(units),
                 "--split",
                 str(work / "split"),
                 "--out",
-                str(work / "sd1job"),
+                str(work / "sd1job" / recipe.name),
             ],
-            work / "logs" / "sd1job-predict.log",
+            work / "logs" / f"sd1job-predict-{recipe.name}.log",
         )
     test_wet = np.load(work / "split" / "test_wet.npy")
     rows = [score(row, test_wet) for row in rows]
@@ -449,6 +494,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "budget_seconds": args.budget,
             "seeds": seeds,
             "sd1job_profile": str(args.config),
+            "recipes": {recipe.name: dict(recipe.overrides) for recipe in recipes},
             "rows": rows,
             "summary": summary,
             "wall_seconds": round(time.perf_counter() - started, 1),
@@ -479,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per model")
     parser.add_argument("--seed", type=int, default=25, help="the first seed (the others follow)")
     parser.add_argument("--models", type=lambda text: text.split(","), default=None, help="a subset, by name")
+    parser.add_argument(
+        "--recipes",
+        type=lambda text: text.split(","),
+        default=None,
+        help=f"sd1job's training recipes, by name ({', '.join(RECIPES)}; default {PROFILE_RECIPE})",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="models trained at once (one thread each)")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "capture.yaml", help="sd1job's profile")
     parser.add_argument("--nam-python", type=Path, default=REPO / ".venv-nam" / "bin" / "python")
@@ -495,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         models_named(args.models)
+        recipes_named(args.recipes)
     except ValueError as error:
         parser.error(str(error))
     return run_bench(args)

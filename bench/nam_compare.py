@@ -93,6 +93,66 @@ MODELS: tuple[BenchModel, ...] = (
     BenchModel("sd1job-windowed-1ms", "sd1job", "windowed LSTM(64), 1 ms", sd1job_kind="windowed", context_ms=1.0),
     BenchModel("sd1job-windowed-10ms", "sd1job", "windowed LSTM(64), 10 ms", sd1job_kind="windowed", context_ms=10.0),
 )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe sd1job's models can run under (``--recipes``): config overrides (dotted field paths) on
+    top of the profile, for the model kinds it changes (the others are not trained again under it)."""
+
+    name: str
+    overrides: Mapping[str, Any]
+    kinds: tuple[str, ...] = ("windowed", "stateful", "wavenet")
+
+
+PROFILE_RECIPE = "profile"
+_NAM_LOSS = {
+    "model.stateful.pre_emphasis_weight": 1.0,
+    "model.stateful.mrstft_weight": 2.0e-4,
+    "model.wavenet.mrstft_weight": 2.0e-4,
+}
+# NAM's ingredients (issue 23), one step at a time, so a measurement can tell which one pays:
+# - profile: the sd1job profile as it is;
+# - nam-loss: NAM's loss terms (its LSTM's pre-emphasised MSE term and both models' pre-emphasised
+#   multi-resolution STFT term, weight 2e-4) on sd1job's plain ESR;
+# - nam-segments: also NAM's LSTM segmentation: 4,096 samples of burn-in, truncation 512,
+#   batches of 16 segments of 8,192 scored samples (0.256 s in all at 48 kHz), lr decay 0.995 per epoch.
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(PROFILE_RECIPE, {}),
+        Recipe("nam-loss", _NAM_LOSS, ("stateful", "wavenet")),
+        Recipe(
+            "nam-segments",
+            {
+                **_NAM_LOSS,
+                "model.stateful.warmup_samples": 4096,
+                "model.stateful.tbptt_samples": 512,
+                "model.stateful.batch_size": 16,
+                "model.stateful.segment_seconds": 0.256,
+                "train.lr_decay": 0.995,
+            },
+            ("stateful",),
+        ),
+    )
+}
+
+
+def recipes_named(names: Sequence[str] | None) -> list[Recipe]:
+    """The recipes with these names, in the order given (just the profile for None); ValueError naming an unknown."""
+    if not names:
+        return [RECIPES[PROFILE_RECIPE]]
+    unknown = [name for name in names if name not in RECIPES]
+    if unknown:
+        raise ValueError(f"--recipes: {', '.join(unknown)} not among {', '.join(RECIPES)}")
+    return [RECIPES[name] for name in names]
+
+
+def recipe_model_name(model: str, recipe: str) -> str:
+    """The table's name of ``model`` trained under ``recipe`` (the profile's keeps the model's own name)."""
+    return model if recipe == PROFILE_RECIPE else f"{model}+{recipe}"
+
+
 # The issue's two questions: (sd1job's model, NAM's model it must match).
 HEADLINE_PAIRS: tuple[tuple[str, str], ...] = (
     ("sd1job-wavenet-standard", "nam-wavenet-standard"),
@@ -156,11 +216,14 @@ def summarise(rows: Sequence[Mapping[str, Any]], alpha: float = ALPHA) -> dict[s
     for entry in table:
         entry["vs_best"] = _vs_best(entry["model"], best, tests.get(entry["model"]), esr_by_model)
     comparisons = [_compare(ours, theirs, esr_by_model) for ours, theirs in HEADLINE_PAIRS]
+    recipe_pairs = [(name, name.split("+")[0]) for name in esr_by_model if "+" in name]
+    recipes = [_compare(variant, base, esr_by_model) for variant, base in recipe_pairs]
     return {
         "best": best,
         "alpha": alpha,
         "models": table,
         "comparisons": [c for c in comparisons if c is not None],
+        "recipes": [c for c in recipes if c is not None],
     }
 
 
@@ -176,16 +239,18 @@ def _vs_best(name: str, best: str | None, test: Mapping[str, Any] | None, esr: M
 
 
 def _compare(ours: str, theirs: str, esr: Mapping[str, Sequence[float]]) -> dict[str, Any] | None:
-    """sd1job's model against NAM's: the change of ESR from theirs to ours, in percent, and what it says."""
+    """One model against another (sd1job's against NAM's, or a recipe against the profile's): the change of ESR
+    from ``theirs`` to ``ours`` in percent, and what it says (``better`` is a lower ESR)."""
     if ours not in esr or theirs not in esr:
         return None
     change = relative_change(esr[theirs], esr[ours])
+    who = "sd1job" if theirs.startswith("nam-") else ours
     if change.low is None or change.high is None:
         verdict = "no interval (fewer than 2 seeds)"
     elif change.high < 0:
-        verdict = "sd1job better"
+        verdict = f"{who} better"
     elif change.low > 0:
-        verdict = "sd1job worse"
+        verdict = f"{who} worse"
     else:
         verdict = "within seed noise"
     return {"sd1job": ours, "nam": theirs, "change_percent": asdict(change), "verdict": verdict}
@@ -218,9 +283,10 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
             f"{_esr_text(entry.get('esr_pre'))} | {_number(entry['parameters'])} | {_number(entry['train_seconds'])} | "
             f"{_number(entry['epochs'], 1)} | {entry['vs_best']} |"
         )
-    if summary["comparisons"]:
+    comparisons = [*summary["comparisons"], *summary.get("recipes", [])]
+    if comparisons:
         lines.append("")
-    for comparison in summary["comparisons"]:
+    for comparison in comparisons:
         change = comparison["change_percent"]
         interval = (
             f" [{change['low']:+.0f} %, {change['high']:+.0f} %]"

@@ -44,18 +44,38 @@ def _magnitude(signal: tf.Tensor, fft: int, hop: int, window: int) -> tf.Tensor:
     return tf.sqrt(tf.maximum(tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum)), _MAGNITUDE_FLOOR))
 
 
+def _resolution_distance(y: tf.Tensor, prediction: tf.Tensor, fft: int, hop: int, window: int) -> tf.Tensor:
+    target, guess = _magnitude(y, fft, hop, window), _magnitude(prediction, fft, hop, window)
+    convergence = tf.norm(target - guess) / (tf.norm(target) + ESR_EPSILON)
+    return convergence + tf.reduce_mean(tf.abs(tf.math.log(target) - tf.math.log(guess)))
+
+
 def mrstft(y: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
-    """The multi-resolution STFT distance (module docstring) of (batch, time) signals; 0 if no resolution fits."""
+    """The multi-resolution STFT distance (module docstring) of (batch, time) signals; 0 if no resolution fits.
+
+    A signal whose length is only known when the graph runs (the stateful trainer's last, shorter
+    truncation chunk) has the fit decided then, so a short chunk neither makes NaN nor a NaN gradient.
+    """
     length = y.shape[1]
-    terms = []
+    terms, fitting = [], []
     for fft, hop, window in STFT_RESOLUTIONS:
-        if length is not None and length < window:
+        if length is not None:
+            if length >= window:
+                terms.append(_resolution_distance(y, prediction, fft, hop, window))
+                fitting.append(tf.constant(1.0))
             continue
-        target, guess = _magnitude(y, fft, hop, window), _magnitude(prediction, fft, hop, window)
-        convergence = tf.norm(target - guess) / (tf.norm(target) + ESR_EPSILON)
-        log_distance = tf.reduce_mean(tf.abs(tf.math.log(target) - tf.math.log(guess)))
-        terms.append(convergence + log_distance)
-    return tf.add_n(terms) / len(terms) if terms else tf.constant(0.0)
+        fits = tf.shape(y)[1] >= window
+        terms.append(
+            tf.cond(
+                fits,
+                lambda fft=fft, hop=hop, window=window: _resolution_distance(y, prediction, fft, hop, window),
+                lambda: tf.constant(0.0),
+            )
+        )
+        fitting.append(tf.cast(fits, tf.float32))
+    if not terms:
+        return tf.constant(0.0)
+    return tf.math.divide_no_nan(tf.add_n(terms), tf.add_n(fitting))
 
 
 def pre_emphasised_terms(

@@ -13,9 +13,12 @@ from bench import bench_nam
 from bench.nam_compare import (
     HEADLINE_PAIRS,
     MODELS,
+    RECIPES,
     capture_split,
     markdown_table,
     models_named,
+    recipe_model_name,
+    recipes_named,
     summarise,
 )
 from sd1job.audio import decode_wav
@@ -170,3 +173,40 @@ def test_sd1job_runs_the_capture_profile_on_the_split_with_one_thread_and_the_bu
     assert config.recordings.riffs == ["holdout"] and config.recordings.sample_rate == 48_000
     names = {u.name for u in config.units()}
     assert {"c480-s25", "stateful-s27", "wavenet-standard-s26"} <= names and len(names) == 9
+
+
+def test_recipes_override_the_profile_only_for_the_kinds_they_change(tmp_path: Path) -> None:
+    profile = Path(bench_nam.REPO) / "configs" / "capture.yaml"
+    split = capture_split(1_440_000, 48_000)
+    models = models_named(["sd1job-windowed-10ms", "sd1job-wavenet-standard", "sd1job-stateful-64"])
+    segments = RECIPES["nam-segments"]
+    assert [m.name for m in bench_nam.recipe_models(segments, models)] == ["sd1job-stateful-64"]
+    chosen = bench_nam.recipe_models(segments, models)
+    config = bench_nam.sd1job_config(profile, split, tmp_path / "store", 150.0, [25], chosen, segments)
+    stateful = config.model.stateful
+    assert (stateful.warmup_samples, stateful.tbptt_samples, stateful.batch_size) == (4096, 512, 16)
+    assert (stateful.pre_emphasis_weight, stateful.mrstft_weight) == (1.0, 2.0e-4)
+    assert config.train.lr_decay == 0.995 and config.model.kind == ["stateful"]
+    assert config.run_id == "bench-nam-nam-segments"
+    plain = bench_nam.sd1job_config(profile, split, tmp_path / "store", 150.0, [25], models)
+    assert plain.model.stateful.mrstft_weight == 0.0 and plain.run_id == "bench-nam-profile"
+    assert [r.name for r in recipes_named(None)] == ["profile"]
+    with pytest.raises(ValueError, match="nam-everything"):
+        recipes_named(["nam-loss", "nam-everything"])
+
+
+def test_each_recipe_is_compared_with_the_profiles_model() -> None:
+    rows = (
+        _rows("sd1job-stateful-64", "sd1job", [0.234, 0.236, 0.232])
+        + _rows(recipe_model_name("sd1job-stateful-64", "nam-loss"), "sd1job", [0.150, 0.155, 0.145])
+        + _rows(recipe_model_name("sd1job-stateful-64", "nam-segments"), "sd1job", [0.230, 0.250, 0.220])
+        + _rows("nam-lstm-64", "NAM", [0.184, 0.180, 0.188])
+    )
+    summary = summarise(rows)
+    verdicts = {c["sd1job"]: c["verdict"] for c in summary["recipes"]}
+    assert verdicts == {
+        "sd1job-stateful-64+nam-loss": "sd1job-stateful-64+nam-loss better",
+        "sd1job-stateful-64+nam-segments": "within seed noise",
+    }
+    assert all(c["nam"] == "sd1job-stateful-64" for c in summary["recipes"])
+    assert "- sd1job-stateful-64+nam-loss vs sd1job-stateful-64: ESR -36 %" in markdown_table(summary)

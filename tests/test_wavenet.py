@@ -207,6 +207,28 @@ def test_recipe_loss_is_esr_plus_the_weighted_pre_emphasised_terms() -> None:
     assert float(mrstft(y[:, :200], p[:, :200])) == 0.0  # no resolution's window fits 200 samples
 
 
+def test_mrstft_of_a_chunk_whose_length_is_known_only_at_run_time_is_finite_with_finite_gradients() -> None:
+    import tensorflow as tf
+
+    from sd1job.losses import mrstft
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2)
+    def loss_and_gradient(y: tf.Tensor, p: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            loss = mrstft(y, p)
+        return loss, tape.gradient(loss, p)
+
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((2, 3000)).astype(np.float32)
+    p = (y + 0.1 * rng.standard_normal((2, 3000))).astype(np.float32)
+    for length, expected in ((3000, float(mrstft(y, p))), (472, float(mrstft(y[:, :472], p[:, :472]))), (200, 0.0)):
+        loss, gradient = loss_and_gradient(y[:, :length], p[:, :length])  # the stateful trainer's last chunk
+        assert float(loss) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+        assert np.all(np.isfinite(gradient.numpy()))
+    assert float(mrstft(y[:, :472], p[:, :472])) > 0  # 472 samples fit the 240-sample window only
+
+
 def test_the_fitter_trains_a_custom_architecture_with_every_loss_term() -> None:
     from sd1job.config import WavenetConfig
     from sd1job.wavenet_training import WavenetFitter, wavenet_segments
