@@ -1,6 +1,7 @@
 """Side by side with Neural Amp Modeler's own trainer (``make bench-nam``): same data, same budget, one thread.
 
-    python bench/bench_nam.py [--data demo|realdata] [--budget 150] [--seeds 3] [--models a,b] [--jobs 1]
+    python bench/bench_nam.py [--data demo|realdata] [--budget 150] [--seeds 3] [--models a,b]
+        [--recipes profile,nam-loss,...] [--jobs 1]
 
 One capture pair, split once (``bench/nam_compare.py``: the last 15 % held out as ``sd1job capture``
 holds it out, the last 25 % of the rest for validation), written to files both tools read. For each
@@ -15,6 +16,11 @@ validation stretch, and stops at ``--budget`` seconds of wall clock on one threa
   (``--config``, default ``configs/capture.yaml``) with ``dataset.split: blocked``,
   ``train.threads: 1`` and ``train.max_train_seconds: BUDGET``; one more process then predicts
   the test stretch with each unit's fast predictor (``sd1job.infer.predictor.make_predictor``).
+
+``--recipes profile,nam-loss,nam-segments`` trains sd1job's models once more under each named
+recipe (``bench/nam_compare.py``'s ``RECIPES``: NAM's loss terms, then also its LSTM segmentation),
+each in a run of its own (``bench-nam-<recipe>``); the table names them ``<model>+<recipe>`` and
+compares each with the profile's model, which is how the profile's recipe was chosen.
 
 Every prediction (float32, from a zero state or zero padding at the stretch's start) is scored
 against the test stretch's wet signal with ``sd1job.scores.esr`` and ``esr_pre`` in float64. The

@@ -130,7 +130,7 @@ RECIPES: dict[str, Recipe] = {
                 "model.stateful.tbptt_samples": 512,
                 "model.stateful.batch_size": 16,
                 "model.stateful.segment_seconds": 0.256,
-                "train.lr_decay": 0.995,
+                "model.stateful.lr_decay": 0.995,
             },
             ("stateful",),
         ),

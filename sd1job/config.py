@@ -186,6 +186,12 @@ class StatefulConfig(_Section):
     )
     tbptt_samples: int = Field(2048, gt=0, description="samples per gradient update (truncated BPTT length)")
     batch_size: int = Field(50, gt=0, description="segments per batch")
+    lr_decay: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="epoch k trains at train.learning_rate * lr_decay^(k-1) (None: train.lr_decay, as windowed)",
+    )
     loss_pre_emphasis: float | None = Field(
         None, ge=0.0, lt=1.0, description="train on ESR after 1 - a z^-1 (None: plain ESR, like the windowed model)"
     )

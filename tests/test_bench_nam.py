@@ -186,7 +186,7 @@ def test_recipes_override_the_profile_only_for_the_kinds_they_change(tmp_path: P
     stateful = config.model.stateful
     assert (stateful.warmup_samples, stateful.tbptt_samples, stateful.batch_size) == (4096, 512, 16)
     assert (stateful.pre_emphasis_weight, stateful.mrstft_weight) == (1.0, 2.0e-4)
-    assert config.train.lr_decay == 0.995 and config.model.kind == ["stateful"]
+    assert stateful.lr_decay == 0.995 and config.model.kind == ["stateful"]
     assert config.run_id == "bench-nam-nam-segments"
     plain = bench_nam.sd1job_config(profile, split, tmp_path / "store", 150.0, [25], models)
     assert plain.model.stateful.mrstft_weight == 0.0 and plain.run_id == "bench-nam-profile"

@@ -448,6 +448,27 @@ def stateful_mapping(root: Path, **train: Any) -> dict[str, Any]:
     return mapping
 
 
+def test_the_stateful_models_own_lr_decay_replaces_the_windowed_models_and_is_recorded_as_lr_decay(
+    tmp_path: Path,
+) -> None:
+    from sd1job.stages.train import build_fitter, trained_settings
+
+    mapping = stateful_mapping(tmp_path / "store")
+    mapping["model"]["kind"] = ["windowed", "stateful"]
+    mapping["model"]["stateful"]["lr_decay"] = 0.995
+    config, store = prepare(mapping)
+    fitter, _ = build_fitter(store, layout_for(config), STATEFUL, config.train, config.model, 8000)
+    assert fitter.schedule.decay == 0.995 and config.train.lr_decay == 0.9
+    windowed = Unit("windowed", CONTEXT, 7)
+    assert trained_settings(windowed, config.train, config.model)["lr_decay"] == 0.9
+    settings = trained_settings(STATEFUL, config.train, config.model)
+    assert settings["lr_decay"] == 0.995 and "lr_decay" not in settings["stateful"]
+    mapping["model"]["stateful"]["lr_decay"] = None
+    mapping["train"]["lr_decay"] = 0.995  # the same decay set for both kinds: the same unit, the same fingerprint
+    same = config_from_mapping(mapping)
+    assert trained_settings(STATEFUL, same.train, same.model) == settings
+
+
 @pytest.fixture(scope="module")
 def stateful_trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from sd1job.stages.train import train_unit

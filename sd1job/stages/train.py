@@ -94,6 +94,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
 # --- what decides a unit's weights -------------------------------------------------------------
 
 
+def stateful_lr_decay(train: TrainConfig, model: ModelConfig) -> float:
+    """The stateful model's per-epoch learning-rate decay: its own if set, else the windowed model's."""
+    return train.lr_decay if model.stateful.lr_decay is None else model.stateful.lr_decay
+
+
 def trained_settings(unit: Unit, train: TrainConfig, model: ModelConfig) -> dict[str, Any]:
     """The settings that decide what an epoch computes (recorded in history.json, compared on a skip)."""
     settings = train.model_dump(exclude=_SPEED_AND_LENGTH)
@@ -101,7 +106,9 @@ def trained_settings(unit: Unit, train: TrainConfig, model: ModelConfig) -> dict
     if not settings["lr_warmup_updates"]:  # recorded only when used: older units keep their fingerprints
         settings.pop("lr_warmup_updates")
     if unit.kind == "stateful":
-        settings["stateful"] = model.stateful.model_dump()
+        # the decay it trains with is recorded as lr_decay: a unit's fingerprint does not depend on where it is set
+        settings["stateful"] = model.stateful.model_dump(exclude={"lr_decay"})
+        settings["lr_decay"] = stateful_lr_decay(train, model)
         settings.pop("batch_size")  # the windowed model's batch of windows
     if unit.kind == "wavenet":  # its own recipe replaces the LSTM's units, rate, decay and batch
         settings["wavenet"] = model.wavenet.model_dump(exclude={"presets"}) | {"preset": unit.preset}
@@ -532,6 +539,7 @@ def build_fitter(
         "cell": model.cell,
     }
     if unit.kind == "stateful":
+        common["lr_decay"] = stateful_lr_decay(train, model)
         segments = dataset.stateful_segments(
             len(dry),
             round(stateful.segment_seconds * sample_rate),
