@@ -185,7 +185,8 @@ check-nam: $(STAMP) $(NAM_STAMP)
 # --- bench-nam: NAM's own trainer against sd1job's on one split, one thread, one budget per model ----
 # BUDGET seconds of training per model, SEEDS seeds, BENCH_DATA demo or realdata (../shared/realdata; skipped
 # when absent). 8 models x SEEDS x (BUDGET + ~20 s of start-up), then sd1job's predictions: about
-# 75 minutes at the defaults. Results: bench/results/nam-$(BENCH_DATA).json and .md. BENCH_NAM_ARGS passes more options.
+# 75 minutes at the defaults. Results: bench/results/nam-$(BENCH_DATA).json and .md. BENCH_NAM_ARGS passes more options,
+# e.g. "--recipes profile,nam-loss,nam-segments --jobs 2" (sd1job's models under NAM's recipe ingredients too).
 BUDGET ?= 150
 SEEDS ?= 3
 BENCH_DATA ?= demo

@@ -116,24 +116,24 @@ _NAM_LOSS = {
 # - nam-loss: NAM's loss terms (its LSTM's pre-emphasised MSE term and both models' pre-emphasised
 #   multi-resolution STFT term, weight 2e-4) on sd1job's plain ESR;
 # - nam-segments: also NAM's LSTM segmentation: 4,096 samples of burn-in, truncation 512,
-#   batches of 16 segments of 8,192 scored samples (0.256 s in all at 48 kHz), lr decay 0.995 per epoch.
+#   batches of 16 segments of 8,192 scored samples (0.256 s in all at 48 kHz), lr decay 0.995 per epoch;
+# - nam-segments-decay: the same with the rate decaying 0.95 per epoch (nam-segments' units spiked
+#   late in training, at rates NAM's slow decay had barely lowered, and ran out of recoveries).
+_NAM_SEGMENTS = {
+    **_NAM_LOSS,
+    "model.stateful.warmup_samples": 4096,
+    "model.stateful.tbptt_samples": 512,
+    "model.stateful.batch_size": 16,
+    "model.stateful.segment_seconds": 0.256,
+    "model.stateful.lr_decay": 0.995,
+}
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe(PROFILE_RECIPE, {}),
         Recipe("nam-loss", _NAM_LOSS, ("stateful", "wavenet")),
-        Recipe(
-            "nam-segments",
-            {
-                **_NAM_LOSS,
-                "model.stateful.warmup_samples": 4096,
-                "model.stateful.tbptt_samples": 512,
-                "model.stateful.batch_size": 16,
-                "model.stateful.segment_seconds": 0.256,
-                "model.stateful.lr_decay": 0.995,
-            },
-            ("stateful",),
-        ),
+        Recipe("nam-segments", _NAM_SEGMENTS, ("stateful",)),
+        Recipe("nam-segments-decay", {**_NAM_SEGMENTS, "model.stateful.lr_decay": 0.95}, ("stateful",)),
     )
 }
 

@@ -46,7 +46,8 @@ def late_pair(tmp_path: Path, rate: int, seconds: float, latency: int) -> tuple[
 def test_capture_aligns_splits_and_sweeps_at_the_files_rate(tmp_path: Path) -> None:
     dry_path, wet_path = late_pair(tmp_path, 48000, 4.0, latency=29)
     arguments = ["--dry", str(dry_path), "--wet", str(wet_path)]
-    assert cli.main(["capture", "-q", "--config", str(profile(tmp_path)), *arguments]) == 0
+    models = {"kind": ["windowed", "wavenet"], "wavenet": {"presets": "nano", "segment_samples": 2048}}
+    assert cli.main(["capture", "-q", "--config", str(profile(tmp_path, model=models)), *arguments]) == 0
     store = LocalStore(tmp_path / "store")
     layout = RunLayout("capture-Pedal-Out")
     manifest = store.read_json(layout.manifest)
@@ -60,8 +61,11 @@ def test_capture_aligns_splits_and_sweeps_at_the_files_rate(tmp_path: Path) -> N
     np.testing.assert_allclose(wet, toy_pedal(train.samples), atol=1e-4)
     results = json.loads(store.read_text(layout.eval_file(RESULTS_JSON)))
     assert results["sample_rate"] == 48000
-    assert {(r["context"], r["context_ms"]) for r in results["rows"]} == {(24, 0.5), (48, 1.0)}
+    assert {(r["context"], r["context_ms"]) for r in results["rows"]} == {(24, 0.5), (48, 1.0), (None, None)}
     assert {r["riff"] for r in results["rows"]} == {"holdout"}
+    wavenet = Unit("wavenet", None, 25, "nano")
+    assert decode_nam(store.read_bytes(layout.export(wavenet)), "nano")["architecture"] == "WaveNet"  # for the plugin
+    assert not store.exists(layout.export(Unit("windowed", 24, 25)))
 
 
 @pytest.mark.slow

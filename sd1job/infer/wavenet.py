@@ -24,7 +24,7 @@ import numpy as np
 from sd1job.infer.weights import ModelFileError, load_model_bytes
 from sd1job.wavenet_presets import WavenetSpec, preset_spec
 
-DEFAULT_BLOCK = 1024  # measured fastest of 1,024 to 65,536 for standard (cache-resident blocks)
+DEFAULT_BLOCK = 4096  # standard: as fast as 1,024 on AVX-512, 1.12x faster on AVX2 code paths (bench_infer_wavenet)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from sd1job.config import Config
 from sd1job.errors import UserError
 from sd1job.formatting import format_duration
 from sd1job.layout import REPORT_HTML, RunLayout
-from sd1job.stages import data, evaluate, report, train
+from sd1job.stages import data, evaluate, export, report, train
 from sd1job.store import Store, open_store
 from sd1job.units import Unit, UnitError
 
@@ -159,11 +159,8 @@ def run_sweep(config: Config, store: Store, units: list[Unit] | None = None, job
         )
         progress.failed.update(eval_failures)
     for unit in trained:
-        exports = unit.kind == "stateful" and config.for_unit(unit).model.cell == "lstm"  # NAM loads no GRU
-        if exports and unit not in progress.failed and not store.exists(layout.export(unit)):
-            from sd1job.stages.export import export_unit
-
-            export_unit(store, layout, unit, config.recordings.sample_rate, config.run_id)
+        if export.exportable(config, unit) and unit not in progress.failed and not store.exists(layout.export(unit)):
+            export.export_unit(store, layout, unit, config.recordings.sample_rate, config.run_id)
 
     if any(store.exists(layout.scores(u)) for u in progress.units):
         report.write_report(config, store)
