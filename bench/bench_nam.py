@@ -361,12 +361,15 @@ def sd1job_job(model: BenchModel, seed: int, recipe: Recipe, work: Path, rate: i
         "process_seconds": round(process_seconds, 3),
         "epochs": history.get("epochs_run"),
         "stopped": history.get("stop_reason") or history.get("outcome"),
+        "outcome": history.get("outcome", "learned"),
         "prediction": str(work / "sd1job" / recipe.name / unit.name / "prediction.npy"),
     }
 
 
 def score(row: dict[str, Any], test_wet: np.ndarray) -> dict[str, Any]:
-    """The row with the test ESR and pre-emphasised ESR of its prediction (NaN when it is missing or not finite)."""
+    """The row with the test ESR and pre-emphasised ESR of its prediction: NaN when it is missing or not finite,
+    or when sd1job's train stage judged the unit a failure (``outcome`` diverged or failed_to_learn: a failure is
+    counted as one, never folded into the interval; what its kept weights scored stays in ``esr_of_failed``)."""
     from sd1job.scores import esr, esr_pre
 
     path = Path(row.pop("prediction"))
@@ -375,7 +378,11 @@ def score(row: dict[str, Any], test_wet: np.ndarray) -> dict[str, Any]:
         problem = "missing" if prediction is None else "not finite or not the test stretch's length"
         print(f"bench-nam: {row['model']} seed {row.get('seed')}: prediction {path} {problem}", flush=True)
         return {**row, "esr": float("nan"), "esr_pre": float("nan"), "failed": row.get("failed") or problem}
-    return {**row, "esr": esr(test_wet, prediction), "esr_pre": esr_pre(test_wet, prediction)}
+    scores = {"esr": esr(test_wet, prediction), "esr_pre": esr_pre(test_wet, prediction)}
+    if row.get("outcome", "learned") != "learned":
+        print(f"bench-nam: {row['model']} seed {row.get('seed')}: {row['outcome']}, counted as failed", flush=True)
+        return {**row, "esr": float("nan"), "esr_pre": float("nan"), "failed": row["outcome"], "esr_of_failed": scores}
+    return {**row, **scores}
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -137,6 +137,11 @@ def test_score_uses_sd1jobs_esr_and_marks_a_missing_prediction(tmp_path: Path) -
     assert 0 < row["esr"] < row["esr_pre"]  # the error is white, the pre-emphasis weighs its highs
     missing = bench_nam.score({"model": "m", "prediction": str(tmp_path / "none.npy")}, wet)
     assert math.isnan(missing["esr"]) and math.isnan(missing["esr_pre"])
+    diverged = bench_nam.score({"model": "m", "prediction": str(tmp_path / "p.npy"), "outcome": "diverged"}, wet)
+    assert math.isnan(diverged["esr"]) and diverged["failed"] == "diverged"  # a failure, not a point of noise
+    assert diverged["esr_of_failed"]["esr"] == pytest.approx(expected, rel=1e-6)
+    summary = summarise([{**diverged, "tool": "sd1job", "architecture": "m", "seed": 25}])
+    assert summary["models"][0]["failed"] == 1 and summary["models"][0]["seeds"] == 0
 
 
 def test_split_files_hold_the_same_samples_for_both_tools(tmp_path: Path) -> None:
