@@ -112,14 +112,28 @@ _NAM_LOSS = {
     "model.wavenet.mrstft_weight": 2.0e-4,
 }
 # NAM's ingredients (issue 23), one step at a time, so a measurement can tell which one pays:
-# - profile: the sd1job profile as it is;
+# - profile: the sd1job profile as it is (since the measurement, the stateful model's defaults are
+#   nam-segments-decay's; the measurement's profile rows were the literature recipe's);
+# - literature: the stateful model's settings before the measurement (Wright et al.: 0.5 s segments,
+#   1,000 samples of warm-up, 2,048 per update, batches of 50, plain ESR, the windowed model's decay);
 # - nam-loss: NAM's loss terms (its LSTM's pre-emphasised MSE term and both models' pre-emphasised
 #   multi-resolution STFT term, weight 2e-4) on sd1job's plain ESR;
 # - nam-segments: also NAM's LSTM segmentation: 4,096 samples of burn-in, truncation 512,
 #   batches of 16 segments of 8,192 scored samples (0.256 s in all at 48 kHz), lr decay 0.995 per epoch;
 # - nam-segments-decay: the same with the rate decaying 0.95 per epoch (nam-segments' units spiked
 #   late in training, at rates NAM's slow decay had barely lowered, and ran out of recoveries).
+_LITERATURE = {
+    "model.stateful.segment_seconds": 0.5,
+    "model.stateful.warmup_samples": 1000,
+    "model.stateful.tbptt_samples": 2048,
+    "model.stateful.batch_size": 50,
+    "model.stateful.lr_decay": None,
+    "model.stateful.pre_emphasis_weight": 0.0,
+    "model.stateful.mrstft_weight": 0.0,
+    "model.wavenet.mrstft_weight": 0.0,
+}
 _NAM_SEGMENTS = {
+    **_LITERATURE,
     **_NAM_LOSS,
     "model.stateful.warmup_samples": 4096,
     "model.stateful.tbptt_samples": 512,
@@ -131,7 +145,8 @@ RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe(PROFILE_RECIPE, {}),
-        Recipe("nam-loss", _NAM_LOSS, ("stateful", "wavenet")),
+        Recipe("literature", _LITERATURE, ("stateful",)),
+        Recipe("nam-loss", {**_LITERATURE, **_NAM_LOSS}, ("stateful", "wavenet")),
         Recipe("nam-segments", _NAM_SEGMENTS, ("stateful",)),
         Recipe("nam-segments-decay", {**_NAM_SEGMENTS, "model.stateful.lr_decay": 0.95}, ("stateful",)),
     )

@@ -63,6 +63,19 @@ def write_toy_recordings(store: Store, config: Config, seconds: float = 3.0, rif
         )
 
 
+# The stateful model's settings for a few seconds at 8 kHz (its defaults, NAM's 4,096-sample burn-in,
+# need a longer recording): the literature's segmentation, plain ESR.
+TINY_STATEFUL = {
+    "segment_seconds": 0.5,
+    "warmup_samples": 1000,
+    "tbptt_samples": 2048,
+    "batch_size": 50,
+    "lr_decay": None,
+    "pre_emphasis_weight": 0.0,
+    "mrstft_weight": 0.0,
+}
+
+
 def small_config(store: str, **overrides: object) -> Config:
     """A config for quick tests: two contexts, few pairs, two riffs."""
     data: dict = {
@@ -71,6 +84,7 @@ def small_config(store: str, **overrides: object) -> Config:
         "recordings": {"riffs": ["battery", "ohwell"], "sample_rate": 8000},
         "dataset": {"contexts": [8, 16], "pairs": 2000},
         "train": {"epochs": 3, "patience": 2, "batch_size": 64, "lstm_units": 8},
+        "model": {"stateful": TINY_STATEFUL},
     }
     for dotted, value in overrides.items():
         section, _, field = dotted.partition("__")

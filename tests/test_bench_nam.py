@@ -22,6 +22,7 @@ from bench.nam_compare import (
     summarise,
 )
 from sd1job.audio import decode_wav
+from sd1job.config import StatefulConfig
 from sd1job.dataset import blocked_split, stateful_segments
 from sd1job.units import Unit
 
@@ -194,7 +195,11 @@ def test_recipes_override_the_profile_only_for_the_kinds_they_change(tmp_path: P
     assert stateful.lr_decay == 0.995 and config.model.kind == ["stateful"]
     assert config.run_id == "bench-nam-nam-segments"
     plain = bench_nam.sd1job_config(profile, split, tmp_path / "store", 150.0, [25], models)
-    assert plain.model.stateful.mrstft_weight == 0.0 and plain.run_id == "bench-nam-profile"
+    assert plain.model.stateful == StatefulConfig() and plain.run_id == "bench-nam-profile"  # the defaults
+    literature = bench_nam.sd1job_config(profile, split, tmp_path / "store", 150.0, [25], chosen, RECIPES["literature"])
+    old = literature.model.stateful  # the settings before the measurement chose the defaults
+    assert (old.segment_seconds, old.warmup_samples, old.tbptt_samples, old.batch_size) == (0.5, 1000, 2048, 50)
+    assert old.lr_decay is None and old.pre_emphasis_weight == old.mrstft_weight == 0.0
     assert [r.name for r in recipes_named(None)] == ["profile"]
     with pytest.raises(ValueError, match="nam-everything"):
         recipes_named(["nam-loss", "nam-everything"])

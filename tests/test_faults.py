@@ -274,7 +274,9 @@ def _assert_same_epochs(killed: dict[str, Any], clean: dict[str, Any], epochs: i
 
 @pytest.mark.slow
 def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_path: Path) -> None:
-    epochs = 8
+    # The three kills land by epoch 6 or so; the rest is slack for a loaded machine, where an epoch
+    # shorter than the one before it can finish before its seeded moment comes.
+    epochs = 10
     unit = Unit("windowed", 8, 25)
     histories = {}
     for name in ("clean", "killed"):

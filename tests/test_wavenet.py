@@ -249,7 +249,7 @@ def test_the_fitter_trains_a_custom_architecture_with_every_loss_term() -> None:
         wavenet_segments(6000, 5000, TINY.receptive_field, 0.25)
 
 
-def test_the_stateful_fitter_adds_the_same_terms_to_its_loss_and_keeps_plain_esr_by_default() -> None:
+def test_the_stateful_fitter_adds_the_recipe_terms_to_its_loss_by_default_and_plain_esr_without_them() -> None:
     import tensorflow as tf
 
     from sd1job.config import StatefulConfig
@@ -261,10 +261,13 @@ def test_the_stateful_fitter_adds_the_same_terms_to_its_loss_and_keeps_plain_esr
     rng = np.random.default_rng(4)
     y = tf.constant(rng.standard_normal((2, 1500, 1)).astype(np.float32))
     p = tf.constant(rng.standard_normal((2, 1500, 1)).astype(np.float32))
-    for weights in ({}, {"pre_emphasis_weight": 1.0, "mrstft_weight": 2e-4}):
+    assert (StatefulConfig().pre_emphasis_weight, StatefulConfig().mrstft_weight) == (1.0, 2e-4)  # measured best
+    for weights in ({}, {"pre_emphasis_weight": 0.0, "mrstft_weight": 0.0}):
         settings = StatefulConfig(**weights)
         fitter = StatefulFitter(
             dry, wet, segments, settings, units=4, learning_rate=0.01, lr_decay=1.0, clipnorm=None, seed=1
         )
         loss = float(fitter._loss_terms(y, p)[0])
-        assert loss == pytest.approx(float(recipe_loss(y, p, **weights)), rel=1e-5)
+        expected = recipe_loss(y, p, settings.pre_emphasis_weight, settings.mrstft_weight)
+        assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert float(recipe_loss(y, p)) < float(recipe_loss(y, p, 1.0, 2e-4))  # the terms are really there
