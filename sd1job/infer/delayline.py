@@ -31,7 +31,7 @@ from fractions import Fraction
 import numba
 import numpy as np
 
-from sd1job.infer.stateful import _add_recurrent, _tanh, check_shapes, gru_sums_start
+from sd1job.infer.stateful import _add_recurrent, _lstm_update, _tanh, check_shapes, gru_sums_start
 from sd1job.infer.weights import GruWeights, RecurrentWeights
 
 LAGRANGE_ORDER = 3
@@ -106,7 +106,6 @@ def _stream_delayed(dry, kernel, recurrent, bias, dense, dense_bias, delays, tap
     length = ring.shape[0]
     units = ring.shape[1] // 2
     four = 4 * units
-    half = np.float32(0.5)
     z = np.empty(four, np.float32)
     state = np.empty(2 * units, np.float32)  # the delayed (h, c) read this step
     h = state[:units]
@@ -126,18 +125,7 @@ def _stream_delayed(dry, kernel, recurrent, bias, dense, dense_bias, delays, tap
             z[k] = bias[k] + x * kernel[k]
         _add_recurrent(z, h, recurrent)
         head = (head + 1) % length
-        acc = np.float32(0.0)
-        for j in range(units):
-            input_gate = half + half * _tanh(half * z[j])
-            forget_gate = half + half * _tanh(half * z[units + j])
-            candidate = _tanh(z[2 * units + j])
-            output_gate = half + half * _tanh(half * z[3 * units + j])
-            cell = forget_gate * c[j] + input_gate * candidate
-            ring[head, units + j] = cell
-            hidden = output_gate * _tanh(cell)
-            ring[head, j] = hidden
-            acc += hidden * dense[j]
-        out[t] = acc + dense_bias
+        out[t] = _lstm_update(z, c, ring[head, :units], ring[head, units:], dense) + dense_bias
     return head
 
 

@@ -109,6 +109,28 @@ def _add_recurrent(z, h, recurrent):  # type: ignore[no-untyped-def]
             z[k] += hj * recurrent[j, k]
 
 
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _lstm_update(z, cell_in, hidden_out, cell_out, dense):  # type: ignore[no-untyped-def]
+    """The LSTM's step from its pre-activations ``z`` (input, forget, candidate, output blocks) and the previous
+    cell ``cell_in``: writes the new cell and hidden state into ``cell_out`` and ``hidden_out`` (which may be
+    ``cell_in`` and the hidden state ``z`` was computed from) and returns ``dense . hidden``. Inlined, whole loop
+    and all, so the caller's loop over the units still vectorises (a helper per unit stopped it)."""
+    units = cell_in.shape[0]
+    half = np.float32(0.5)
+    acc = np.float32(0.0)
+    for j in range(units):
+        input_gate = half + half * _tanh(half * z[j])
+        forget_gate = half + half * _tanh(half * z[units + j])
+        candidate = _tanh(z[2 * units + j])
+        output_gate = half + half * _tanh(half * z[3 * units + j])
+        cell = forget_gate * cell_in[j] + input_gate * candidate
+        cell_out[j] = cell
+        hidden = output_gate * _tanh(cell)
+        hidden_out[j] = hidden
+        acc += hidden * dense[j]
+    return acc
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def tanh_approx(values):  # type: ignore[no-untyped-def]
     """The approximation ``stream`` uses, elementwise over a float32 array (exposed for its test)."""
@@ -123,25 +145,13 @@ def _stream(dry, kernel, recurrent, bias, dense, dense_bias, h, c, out):  # type
     """Run the LSTM over ``dry``; write ``out[t] = dense . h_t + dense_bias``; update ``h``, ``c`` in place."""
     units = h.shape[0]
     four = 4 * units
-    half = np.float32(0.5)
     z = np.empty(four, np.float32)
     for t in range(dry.shape[0]):
         x = dry[t]
         for k in range(four):
             z[k] = bias[k] + x * kernel[k]
         _add_recurrent(z, h, recurrent)
-        acc = np.float32(0.0)
-        for j in range(units):
-            input_gate = half + half * _tanh(half * z[j])
-            forget_gate = half + half * _tanh(half * z[units + j])
-            candidate = _tanh(z[2 * units + j])
-            output_gate = half + half * _tanh(half * z[3 * units + j])
-            cell = forget_gate * c[j] + input_gate * candidate
-            c[j] = cell
-            hidden = output_gate * _tanh(cell)
-            h[j] = hidden
-            acc += hidden * dense[j]
-        out[t] = acc + dense_bias
+        out[t] = _lstm_update(z, c, h, c, dense) + dense_bias
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
