@@ -28,6 +28,7 @@ from sd1job.stages.data import build_datasets
 from sd1job.store import LocalStore, open_store
 from sd1job.units import Unit
 from tests.helpers import (
+    PLAIN_LOSS,
     environment,
     foreign_stderr_lines,
     job_env,
@@ -310,7 +311,7 @@ def test_kills_at_random_points_and_during_checkpoint_writes_lose_nothing(tmp_pa
 def test_a_killed_stateful_unit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     epochs = 5
     unit = Unit("stateful", None, 25)
-    stateful = {"segment_seconds": 0.25, "warmup_samples": 200, "tbptt_samples": 500, "batch_size": 8}
+    stateful = {"segment_seconds": 0.25, "warmup_samples": 200, "tbptt_samples": 500, "batch_size": 8, **PLAIN_LOSS}
     histories = {}
     for name in ("clean", "killed"):
         root = tmp_path / name

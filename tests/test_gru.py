@@ -21,13 +21,13 @@ from sd1job.layout import REPORT_HTML, RunLayout, riff_dry_key
 from sd1job.model import build_model, build_stateful_model, flops_per_sample
 from sd1job.store import LocalStore
 from sd1job.units import Unit
-from tests.helpers import small_config, write_toy_recordings
+from tests.helpers import PLAIN_LOSS, small_config, write_toy_recordings
 from tests.test_evaluate import config_file
 from tests.test_train import load_weights, prepare, stateful_mapping
 
 UNITS = 8
 # The stateful recipe of test_train, shorter: segments of 0.25 s at 8 kHz, 200 warm-up samples, 500 per update.
-TINY_STATEFUL = {"segment_seconds": 0.25, "warmup_samples": 200, "tbptt_samples": 500, "batch_size": 8}
+TINY_STATEFUL = {"segment_seconds": 0.25, "warmup_samples": 200, "tbptt_samples": 500, "batch_size": 8, **PLAIN_LOSS}
 
 
 def signal(length: int, seed: int = 0) -> np.ndarray:

@@ -18,7 +18,7 @@ from sd1job.resample import resample
 from sd1job.stages.data import build_datasets
 from sd1job.store import LocalStore, open_store
 from sd1job.units import Unit
-from tests.helpers import small_config, toy_dry, write_toy_recordings
+from tests.helpers import PLAIN_LOSS, small_config, toy_dry, write_toy_recordings
 
 RATE = 8000
 STATEFUL = Unit("stateful", None, 25)
@@ -39,7 +39,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         dataset__contexts=[4],
         model={
             "kind": ["windowed", "stateful"],
-            "stateful": {"segment_seconds": 0.25, "warmup_samples": 100, "tbptt_samples": 500, "batch_size": 8},
+            "stateful": {
+                "segment_seconds": 0.25,
+                "warmup_samples": 100,
+                "tbptt_samples": 500,
+                "batch_size": 8,
+                **PLAIN_LOSS,
+            },
         },
         train={"epochs": 1, "lstm_units": 4, "batch_size": 64, "learning_rate": 0.01},
         eval__batch_size=256,

@@ -25,6 +25,7 @@ from sd1job.layout import RunLayout
 from sd1job.store import LocalStore
 from sd1job.units import Unit
 from tests.conftest import REPO_ROOT
+from tests.helpers import PLAIN_LOSS
 
 CONTEXT = 16
 RUN_ID = "train-test"
@@ -443,7 +444,13 @@ def stateful_mapping(root: Path, **train: Any) -> dict[str, Any]:
     mapping["recordings"] = {"sample_rate": 8000}
     mapping["model"] = {
         "kind": "stateful",
-        "stateful": {"segment_seconds": 0.25, "warmup_samples": 200, "tbptt_samples": 500, "batch_size": 8},
+        "stateful": {
+            "segment_seconds": 0.25,
+            "warmup_samples": 200,
+            "tbptt_samples": 500,
+            "batch_size": 8,
+            **PLAIN_LOSS,
+        },
     }
     return mapping
 
