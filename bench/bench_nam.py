@@ -74,6 +74,7 @@ from bench.nam_compare import (  # noqa: E402
     capture_split,
     markdown_table,
     models_named,
+    recipe_architecture,
     recipe_model_name,
     recipes_named,
     summarise,
@@ -225,6 +226,11 @@ def run_id(recipe: Recipe) -> str:
     return f"{RUN_ID}-{recipe.name}"
 
 
+def recipe_config_path(work: Path, recipe: Recipe) -> Path:
+    """The sd1job config the units trained under ``recipe`` run with."""
+    return work / f"sd1job-{recipe.name}.yaml"
+
+
 def recipe_models(recipe: Recipe, models: list[BenchModel]) -> list[BenchModel]:
     """sd1job's models among ``models`` that ``recipe`` changes (all of them for the profile)."""
     return [m for m in models if m.tool == "sd1job" and m.sd1job_kind in recipe.kinds]
@@ -340,7 +346,7 @@ def sd1job_job(model: BenchModel, seed: int, recipe: Recipe, work: Path, rate: i
         "train",
         "-q",
         "--config",
-        str(work / f"sd1job-{recipe.name}.yaml"),
+        str(recipe_config_path(work, recipe)),
         "--unit",
         unit.name,
     ]
@@ -348,11 +354,10 @@ def sd1job_job(model: BenchModel, seed: int, recipe: Recipe, work: Path, rate: i
     unit_dir = work / "split" / "sd1job-store" / "runs" / run_id(recipe) / "models" / unit.path
     history = json.loads((unit_dir / "history.json").read_text())
     summary = json.loads((unit_dir / "summary.json").read_text())
-    architecture = model.architecture if recipe.name == PROFILE_RECIPE else f"{model.architecture}, {recipe.name}"
     return {
         "model": name,
         "tool": model.tool,
-        "architecture": architecture,
+        "architecture": recipe_architecture(model.architecture, recipe.name),
         "recipe": recipe.name,
         "seed": seed,
         "unit": unit.name,
@@ -428,7 +433,7 @@ def run_bench(args: argparse.Namespace) -> int:
             recipe_models(recipe, models),
             recipe,
         )
-        config_path = work / f"sd1job-{recipe.name}.yaml"
+        config_path = recipe_config_path(work, recipe)
         config_path.write_text(config.to_yaml())
         run_logged(
             [sys.executable, "-m", "sd1job", "data", "-q", "--config", str(config_path)],
@@ -443,7 +448,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     def one(job: tuple[BenchModel, int, Recipe | None]) -> dict[str, Any]:
         model, seed, recipe = job
-        name = model.name if recipe is None else recipe_model_name(model.name, recipe.name)
+        label = PROFILE_RECIPE if recipe is None else recipe.name  # NAM's models have no recipe of sd1job's
+        name = recipe_model_name(model.name, label)
         try:
             row = nam_job(model, seed, args, work) if recipe is None else sd1job_job(model, seed, recipe, work, rate)
         except (RuntimeError, OSError, KeyError, ValueError) as error:
@@ -451,7 +457,7 @@ def run_bench(args: argparse.Namespace) -> int:
             return {
                 "model": name,
                 "tool": model.tool,
-                "architecture": model.architecture,
+                "architecture": recipe_architecture(model.architecture, label),
                 "seed": seed,
                 "parameters": None,
                 "prediction": "",
@@ -476,7 +482,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 str(Path(__file__).resolve()),
                 "_predict",
                 "--config",
-                str(work / f"sd1job-{recipe.name}.yaml"),
+                str(recipe_config_path(work, recipe)),
                 "--units",
                 ",".join(units),
                 "--split",

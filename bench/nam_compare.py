@@ -168,6 +168,11 @@ def recipe_model_name(model: str, recipe: str) -> str:
     return model if recipe == PROFILE_RECIPE else f"{model}+{recipe}"
 
 
+def recipe_architecture(architecture: str, recipe: str) -> str:
+    """The table's description of a model trained under ``recipe`` (the profile's keeps the model's own)."""
+    return architecture if recipe == PROFILE_RECIPE else f"{architecture}, {recipe}"
+
+
 # The issue's two questions: (sd1job's model, NAM's model it must match).
 HEADLINE_PAIRS: tuple[tuple[str, str], ...] = (
     ("sd1job-wavenet-standard", "nam-wavenet-standard"),
